@@ -1,0 +1,41 @@
+# papers30. The two commands (see README.md):
+#   make book   build the whole site (creates .venv, installs pinned deps, executes every chapter)
+#   make test   run every test: package unit tests, a clean build of the book, checks of the built site
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+LOCK := .binder/constraints.txt
+STAMP := $(VENV)/.papers30-installed
+BUILD := _build
+JB := $(BIN)/jupyter-book build . -n -W --keep-going
+
+.PHONY: book test install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml $(LOCK)
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(LOCK) -e ".[book,test]"
+	@touch $@
+
+# Execution is cached in _build/.jupyter_cache; the cache cannot see edits to
+# papers30, so it is dropped whenever the package's hash changes.
+book: $(STAMP)
+	@mkdir -p $(BUILD); \
+	hash=$$(cat papers30/*.py papers30/*/*.py papers30/data/*.toml | sha256sum | cut -c1-16); \
+	if [ "$$(cat $(BUILD)/.papers30-hash 2>/dev/null)" != "$$hash" ]; then \
+	  echo "papers30 changed: chapters will be re-executed"; rm -rf $(BUILD)/.jupyter_cache; fi; \
+	echo $$hash > $(BUILD)/.papers30-hash
+	$(JB)
+	@echo "Site built: $(CURDIR)/$(BUILD)/html/index.html"
+
+# From a clean _build: every chapter executes, then pytest runs the unit tests
+# and the checks of the built site (book, browser).
+test: $(STAMP)
+	rm -rf $(BUILD)
+	$(JB) --all
+	$(BIN)/python -m pytest
+
+clean:
+	rm -rf $(BUILD)

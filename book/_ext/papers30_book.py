@@ -1,0 +1,213 @@
+"""Sphinx extension for the papers30 book: pages generated from one source of truth.
+
+Directives:
+
+``{part-papers} N``
+    The landing page table of part ``N``: its ten papers (from
+    ``papers30/data/papers.toml``), linked to their chapter when the chapter
+    is in the table of contents, marked "in preparation" otherwise.
+``{paper-timeline}``
+    A Mermaid timeline of the thirty papers by year.
+``{cite-this-chapter}``
+    The BibTeX entry for the current chapter, from one template.
+``{scorecard}``
+    The book-wide reproduction scorecard, rendered after every chapter has
+    executed from the ledger records the chapters wrote (see
+    :mod:`papers30.ledger`). Pages using it are re-read on every build.
+
+The extension also points ``PAPERS30_LEDGER_DIR`` at ``_build/ledger`` so
+that the chapters' kernels (which inherit the build's environment) write
+their claims where the scorecard reads them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.application import Sphinx
+from sphinx.util import logging
+from sphinx.util.docutils import SphinxDirective
+from sphinxcontrib.mermaid import mermaid
+
+from papers30 import ledger
+from papers30.papers import Paper, all_papers, declared_claims
+
+logger = logging.getLogger(__name__)
+PART_NAMES = {1: "Part I: Foundations", 2: "Part II: Architectures and memory", 3: "Part III: Frontiers and theory"}
+BOOK_TITLE = "papers30: The Sutskever 30, Executed"
+
+
+def _chapter_of(docname: str) -> Paper | None:
+    for p in all_papers():
+        if p.docname == docname:
+            return p
+    return None
+
+
+def chapter_url(baseurl: str, paper: Paper) -> str:
+    """The stable public URL of a chapter's page."""
+    return f"{baseurl.rstrip('/')}/{paper.docname}.html"
+
+
+def cite_this_chapter(paper: Paper, baseurl: str, year: int) -> str:
+    """The BibTeX entry a lecturer pastes to cite a chapter (the one template)."""
+    return (
+        f"@incollection{{papers30_ch{paper.number:02d},\n"
+        f"  author    = {{{{papers30 contributors}}}},\n"
+        f"  title     = {{Chapter {paper.number}: {paper.title}}},\n"
+        f"  booktitle = {{{BOOK_TITLE}}},\n"
+        f"  year      = {{{year}}},\n"
+        f"  chapter   = {{{paper.number}}},\n"
+        f"  url       = {{{chapter_url(baseurl, paper)}}},\n"
+        f"  note      = {{Executable chapter on {paper.short_authors} ({paper.year}), {paper.bibkey}}}\n"
+        f"}}"
+    )
+
+
+def _table(head: list[str], rows: list[list[nodes.Node | str]], widths: list[int]) -> nodes.table:
+    table = nodes.table(classes=["papers30-table"])
+    group = nodes.tgroup(cols=len(head))
+    table += group
+    for w in widths:
+        group += nodes.colspec(colwidth=w)
+    thead = nodes.thead()
+    group += thead
+    hrow = nodes.row()
+    for h in head:
+        hrow += nodes.entry("", nodes.paragraph(text=h))
+    thead += hrow
+    tbody = nodes.tbody()
+    group += tbody
+    for r in rows:
+        row = nodes.row()
+        for cell in r:
+            para = nodes.paragraph()
+            para += cell if isinstance(cell, nodes.Node) else nodes.Text(cell)
+            row += nodes.entry("", para)
+        tbody += row
+    return table
+
+
+class PartPapers(SphinxDirective):
+    required_arguments = 1
+
+    def run(self) -> list[nodes.Node]:
+        part = int(self.arguments[0])
+        rows: list[list[nodes.Node | str]] = []
+        for p in all_papers():
+            if p.part != part:
+                continue
+            title: nodes.Node
+            if p.docname in self.env.found_docs:
+                self.env.note_dependency(self.env.doc2path(p.docname))
+                ref = nodes.reference("", "", internal=True, refuri=p.docname)
+                ref["papers30_doc"] = p.docname
+                ref += nodes.Text(p.title)
+                title, status = ref, "written"
+            else:
+                title, status = nodes.Text(p.title), "in preparation"
+            rows.append([str(p.number), title, f"{p.short_authors} ({p.venue} {p.year})", status])
+        return [_table(["No.", "Paper", "Authors", "Chapter"], rows, [6, 50, 30, 14])]
+
+
+class PaperTimeline(SphinxDirective):
+    def run(self) -> list[nodes.Node]:
+        lines = ["timeline", "    title The thirty papers by year"]
+        by_year: dict[int, list[Paper]] = {}
+        for p in all_papers():
+            by_year.setdefault(p.year, []).append(p)
+        for year in sorted(by_year):
+            items = " : ".join(f"{p.number}. {p.title.replace(':', ' -')}" for p in by_year[year])
+            lines.append(f"    {year} : {items}")
+        node = mermaid()
+        node["code"] = "\n".join(lines)
+        node["options"] = {}
+        node["alt"] = "Timeline of the thirty papers by year of publication"
+        return [node]
+
+
+class CiteThisChapter(SphinxDirective):
+    def run(self) -> list[nodes.Node]:
+        paper = _chapter_of(self.env.docname)
+        if paper is None:
+            return [self.state_machine.reporter.warning(
+                f"cite-this-chapter used in {self.env.docname}, which is not a chapter of papers.toml", line=self.lineno)]
+        year = int(self.config.papers30_year)
+        text = cite_this_chapter(paper, self.config.html_baseurl, year)
+        block = nodes.literal_block(text, text, language="bibtex", classes=["papers30-cite"])
+        return [block]
+
+
+class scorecard_placeholder(nodes.General, nodes.Element):
+    pass
+
+
+class Scorecard(SphinxDirective):
+    def run(self) -> list[nodes.Node]:
+        self.env.papers30_dynamic = getattr(self.env, "papers30_dynamic", set()) | {self.env.docname}
+        return [scorecard_placeholder()]
+
+
+def ledger_dir(app: Sphinx) -> Path:
+    return Path(app.outdir).parent / "ledger"
+
+
+def _render_scorecard(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    for node in list(doctree.findall(scorecard_placeholder)):
+        claims = ledger.load(ledger_dir(app))
+        written = {p.number for p in all_papers() if p.docname in app.env.found_docs}
+        recorded = {(c.chapter, c.id) for c in claims}
+        for chapter, cid in declared_claims():
+            if chapter in written and (chapter, cid) not in recorded:
+                logger.warning(f"claim {cid!r} of chapter {chapter} is declared in papers.toml but no "
+                               f"ledger record was found in {ledger_dir(app)}", location=docname)
+        counts = Counter(c.result for c in claims)
+        summary = nodes.paragraph(text=(
+            f"{len(claims)} claims measured in {len({c.chapter for c in claims})} chapter(s): "
+            f"{counts['pass']} pass, {counts['miss']} miss, "
+            f"{counts['miss (expected at this scale)']} miss expected at this scale."))
+        head, rows = ledger.ClaimTable(claims).rows()
+        linked: list[list[nodes.Node | str]] = []
+        for claim, row in zip(claims, rows):
+            p = next(p for p in all_papers() if p.number == claim.chapter)
+            ref = nodes.reference("", "", internal=True, refuri=app.builder.get_relative_uri(docname, p.docname))
+            ref += nodes.Text(row[0])
+            linked.append([ref, *row[1:]])
+        node.replace_self([summary, _table(list(head), linked, [6, 14, 26, 26, 14, 14])])
+
+
+def _resolve_links(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    for ref in doctree.findall(nodes.reference):
+        if "papers30_doc" in ref.attributes:
+            ref["refuri"] = app.builder.get_relative_uri(docname, ref["papers30_doc"])
+
+
+def _always_reread(app: Sphinx, env, added, changed, removed) -> list[str]:
+    return sorted(getattr(env, "papers30_dynamic", set()) & env.found_docs)
+
+
+def _purge(app: Sphinx, env, docname: str) -> None:
+    if hasattr(env, "papers30_dynamic"):
+        env.papers30_dynamic.discard(docname)
+
+
+def _config_inited(app: Sphinx, config) -> None:
+    os.environ[ledger.LEDGER_ENV] = str(ledger_dir(app))
+
+
+def setup(app: Sphinx) -> dict:
+    app.add_config_value("papers30_year", 2026, "env")
+    app.add_node(scorecard_placeholder)
+    app.add_directive("part-papers", PartPapers)
+    app.add_directive("paper-timeline", PaperTimeline)
+    app.add_directive("cite-this-chapter", CiteThisChapter)
+    app.add_directive("scorecard", Scorecard)
+    app.connect("config-inited", _config_inited)
+    app.connect("env-get-outdated", _always_reread)
+    app.connect("env-purge-doc", _purge)
+    app.connect("doctree-resolved", _render_scorecard)
+    app.connect("doctree-resolved", _resolve_links)
+    return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}

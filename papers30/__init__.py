@@ -1,0 +1,31 @@
+"""papers30: the tested implementations behind the *papers30* executable textbook.
+
+The package is organised by concept, not by chapter: a module serves every
+chapter that needs it.
+
+=================  ==========================================================
+module             what it holds (chapters)
+=================  ==========================================================
+``runtime``        device choice, seeding, the ``PAPERS30_SCALE`` setting
+``ledger``         the reproduction ledger: measured claims and their criteria
+``papers``         the registry of the thirty papers (``data/papers.toml``)
+``attention``      scaled dot-product and multi-head attention (6, 8, 13, 14,
+                   16, 18, 20, 22, 27, 30)
+``transformer``    sinusoidal positions, encoder-decoder Transformer, label
+                   smoothing, warm-up schedule, greedy decoding (13, 22, 27)
+``data``           seeded synthetic tasks (13, ...)
+``metrics``        BLEU and exact match (13, 14)
+``training``       a small, explicit training loop
+``plotting``       the book's figure style and plot helpers
+=================  ==========================================================
+
+Shape glossary used in every docstring: ``B`` batch, ``T`` target (query)
+length, ``S`` source (key) length, ``D`` model width, ``H`` heads, ``E`` head
+width (``D / H``), ``V`` vocabulary size.
+"""
+
+from papers30.runtime import get_device, pick, scale, seed_everything
+
+__version__ = "0.1.0"
+
+__all__ = ["get_device", "pick", "scale", "seed_everything", "__version__"]

@@ -1,0 +1,92 @@
+"""Sequence metrics: corpus BLEU and exact match (chapters 13 and 14).
+
+:func:`corpus_bleu` follows Papineni et al. (2002): clipped n-gram precisions
+for n = 1..4 pooled over the corpus, their geometric mean, and a brevity
+penalty ``exp(1 - r / c)`` when the candidate corpus length ``c`` is shorter
+than the reference length ``r``. Tokens are any hashable items (ids or words);
+one reference per candidate. Returned on the 0-100 scale papers report.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Hashable, Sequence
+
+import torch
+
+from papers30 import _checks
+
+
+def _ngrams(tokens: Sequence[Hashable], n: int) -> Counter:
+    return Counter(tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1))
+
+
+def corpus_bleu(
+    candidates: Sequence[Sequence[Hashable]], references: Sequence[Sequence[Hashable]], max_n: int = 4
+) -> float:
+    """Corpus BLEU in [0, 100] of ``candidates`` against one reference each."""
+    if len(candidates) != len(references):
+        raise ValueError(f"references has {len(references)} entries, expected {len(candidates)} (one per candidate)")
+    _checks.positive_int("max_n", max_n)
+    matches, totals = [0] * max_n, [0] * max_n
+    cand_len = ref_len = 0
+    for cand, ref in zip(candidates, references):
+        cand_len += len(cand)
+        ref_len += len(ref)
+        for n in range(1, max_n + 1):
+            c, r = _ngrams(cand, n), _ngrams(ref, n)
+            matches[n - 1] += sum(min(k, r[g]) for g, k in c.items())
+            totals[n - 1] += max(len(cand) - n + 1, 0)
+    if min(matches) == 0:
+        return 0.0
+    log_precision = sum(math.log(m / t) for m, t in zip(matches, totals)) / max_n
+    brevity = 1.0 if cand_len > ref_len else math.exp(1 - ref_len / cand_len)
+    return 100.0 * brevity * math.exp(log_precision)
+
+
+def strip_after(tokens: torch.Tensor, eos: int) -> list[list[int]]:
+    """Rows of ``tokens (B, L)`` as lists, cut before the first ``eos``."""
+    _checks.tensor("tokens", tokens, ndim=2, kind="int")
+    out = []
+    for row in tokens.tolist():
+        out.append(row[: row.index(eos)] if eos in row else row)
+    return out
+
+
+def exact_match(candidates: Sequence[Sequence[Hashable]], references: Sequence[Sequence[Hashable]]) -> float:
+    """Fraction of candidates identical to their reference."""
+    if len(candidates) != len(references):
+        raise ValueError(f"references has {len(references)} entries, expected {len(candidates)} (one per candidate)")
+    if not candidates:
+        raise ValueError("candidates must not be empty")
+    return sum(list(c) == list(r) for c, r in zip(candidates, references)) / len(candidates)
+
+
+def alignment_accuracy(weights: torch.Tensor, alignments: Sequence[Sequence[int]]) -> torch.Tensor:
+    """Per head, how often the most-attended source position is the aligned one.
+
+    Args:
+        weights: attention ``(B, H, T, S)`` from target positions to source positions.
+        alignments: per example, the source index that target position ``t``
+            translates, for the first ``len(alignments[b])`` target positions
+            (later positions, such as ``EOS`` and padding, are not scored).
+
+    Returns:
+        ``(H,)`` accuracies in [0, 1].
+    """
+    _checks.tensor("weights", weights, ndim=4, kind="float")
+    if len(alignments) != weights.shape[0]:
+        raise ValueError(f"alignments has {len(alignments)} entries, expected the batch size {weights.shape[0]}")
+    best = weights.argmax(dim=-1)  # (B, H, T)
+    hits = torch.zeros(weights.shape[1])
+    total = 0
+    for b, align in enumerate(alignments):
+        if len(align) > weights.shape[2]:
+            raise ValueError(f"alignments[{b}] has {len(align)} positions, more than T = {weights.shape[2]}")
+        target = torch.tensor(align, dtype=torch.long, device=weights.device)
+        hits += (best[b, :, : len(align)] == target).sum(dim=-1).cpu().float()
+        total += len(align)
+    if total == 0:
+        raise ValueError("alignments must contain at least one aligned position")
+    return hits / total
