@@ -198,7 +198,8 @@ class MultiheadAttention(nn.Module):
             _checks.tensor("attn_mask", attn_mask, ndim=(2, 3))
             allowed = ((T, S), (B * self.num_heads, T, S))
             if tuple(attn_mask.shape) not in allowed:
-                raise ValueError(f"attn_mask must have shape {allowed[0]} or {allowed[1]}, got {tuple(attn_mask.shape)}")
+                got = tuple(attn_mask.shape)
+                raise ValueError(f"attn_mask must have shape {allowed[0]} or {allowed[1]}, got {got}")
             if attn_mask.dtype == torch.bool:
                 extra = torch.zeros(attn_mask.shape, dtype=query.dtype, device=query.device)
                 extra = extra.masked_fill(attn_mask, float("-inf"))

@@ -120,7 +120,9 @@ class ChapterLedger:
         """
         if at_least is None and at_most is None:
             raise ValueError("at_least or at_most must be given: a claim needs a criterion")
-        if isinstance(measured, bool) or not isinstance(measured, (int, float)):
+        if isinstance(measured, (bool, str)):  # float() would accept both
+            raise TypeError(f"measured must be a number, got {type(measured).__name__}")
+        if not isinstance(measured, (int, float)):
             try:
                 measured = float(measured)  # numpy and 0-d torch scalars
             except (TypeError, ValueError):

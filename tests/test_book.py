@@ -1,0 +1,241 @@
+"""Checks of the built site and of the book's sources.
+
+The site checks need ``_build/html`` from ``make test``'s clean build; the
+source checks (notebook pairing, anatomy, configuration) do not.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from pathlib import Path
+
+import jupytext
+import pytest
+from pybtex.database import parse_string
+
+from papers30 import ledger
+from papers30.papers import all_papers, declared_claims
+from tests._site import BUILD, ROOT, built_pages, chapter_files, parse, require_site, toc_files
+
+REMOTE = re.compile(r"^(https?:)?//", re.I)
+
+
+def config() -> dict:
+    import yaml
+
+    return yaml.safe_load((ROOT / "_config.yml").read_text())
+
+
+# --- sources -------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_paired_notebook_in_sync_with_markdown(chapter):
+    """Reference: jupytext's own reading of both files; cells must match in type, source and tags."""
+    md = jupytext.read(ROOT / f"{chapter}.md")
+    nb_path = ROOT / f"{chapter}.ipynb"
+    assert nb_path.exists(), f"{chapter}.ipynb is missing: run `jupytext --sync {chapter}.md`"
+    nb = jupytext.read(nb_path)
+    assert len(md.cells) == len(nb.cells), f"{chapter}: .md and .ipynb have different cell counts"
+    for i, (a, b) in enumerate(zip(md.cells, nb.cells)):
+        assert a.cell_type == b.cell_type, f"{chapter} cell {i}: type differs"
+        assert a.source.strip() == b.source.strip(), f"{chapter} cell {i}: source differs (run jupytext --sync)"
+        assert a.metadata.get("tags", []) == b.metadata.get("tags", []), f"{chapter} cell {i}: tags differ"
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_chapter_follows_the_anatomy(chapter):
+    """Reference: the sections of shared CHAPTER.md, in order."""
+    text = (ROOT / f"{chapter}.md").read_text()
+    headings = [h.strip().lower() for h in re.findall(r"^## (.+)$", text, re.M)]
+    required = ["the problem", "the idea, derived", "diagram", "implementation", "experiment",
+                "reproduction", "exercises", "cite this chapter", "references"]
+    positions = [headings.index(r) for r in required if r in headings]
+    assert [r for r in required if r not in headings] == [], f"{chapter}: missing sections"
+    assert positions == sorted(positions), f"{chapter}: sections out of order: {headings}"
+    assert "{mermaid}" in text and "{literalinclude}" in text and ":pyobject:" in text
+    assert ":class: tip" in text and "At a glance" in text, f"{chapter}: no at-a-glance admonition"
+    assert "ChapterLedger(" in text, f"{chapter}: records no claims in the ledger"
+
+
+def test_toc_lists_only_existing_pages():
+    """Reference: the file system; no stub pages (every chapter has executed code cells)."""
+    for f in toc_files():
+        assert (ROOT / f"{f}.md").exists(), f"{f}.md listed in _toc.yml does not exist"
+    for f in chapter_files():
+        assert "```{code-cell}" in (ROOT / f"{f}.md").read_text(), f"{f} has no code cells (a stub?)"
+
+
+def test_no_markdown_footnotes_in_the_book():
+    """_config.yml suppresses myst.footnote warnings (false positives of {footcite});
+    that is only safe while the book has no Markdown footnotes of its own."""
+    for f in toc_files():
+        text = (ROOT / f"{f}.md").read_text()
+        assert not re.search(r"\[\^[^\]]+\]", text), f"{f} uses a Markdown footnote"
+
+
+def test_chapters_in_toc_match_the_paper_registry():
+    """Reference: papers.toml's docname for each paper, under its own part."""
+    docnames = {p.docname for p in all_papers()}
+    for f in chapter_files():
+        assert f in docnames, f"{f} does not match any paper's docname in papers.toml"
+
+
+def test_colab_install_url_is_the_configured_repository():
+    """Reference: repository.url in _config.yml, the one place the URL lives."""
+    url = config()["repository"]["url"]
+    for f in chapter_files():
+        for found in re.findall(r"git\+(https://\S+?)[\"']", (ROOT / f"{f}.md").read_text()):
+            assert found == url, f"{f}: installs from {found}, but _config.yml says {url}"
+
+
+def test_binder_pins_match_the_lock_used_by_make():
+    """Reference: the Makefile's LOCK; Binder must constrain with the same file and CPU torch."""
+    make = (ROOT / "Makefile").read_text()
+    lock = re.search(r"^LOCK := (\S+)", make, re.M).group(1)
+    req = (ROOT / ".binder" / "requirements.txt").read_text()
+    assert (ROOT / ".binder" / re.search(r"^-c (\S+)", req, re.M).group(1)) == ROOT / lock
+    pins = (ROOT / lock).read_text()
+    assert re.search(r"^torch==2\.13\.0\+cpu$", pins, re.M), "torch must be pinned to the CPU build"
+    assert "download.pytorch.org/whl/cpu" in req
+
+
+def test_ci_runs_the_readme_test_command():
+    """Reference: README's quick start; .ci/run must call the same command."""
+    readme = (ROOT / "README.md").read_text()
+    assert "make test" in readme and "make book" in readme
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert re.search(r"^make test$", ci, re.M)
+
+
+# --- the built site --------------------------------------------------------------
+
+
+def test_every_toc_page_is_built():
+    html = require_site()
+    for f in toc_files():
+        assert (html / f"{f}.html").exists(), f"{f}.html was not built"
+
+
+def test_no_script_or_stylesheet_from_another_origin():
+    """Every script, stylesheet, preload and ES-module import is served by the site itself."""
+    require_site()
+    pages = built_pages()
+    assert len(pages) >= len(toc_files())
+    for page in pages:
+        doc = parse(page)
+        for tag, attrs in doc.tags:
+            if tag == "script" and REMOTE.match(attrs.get("src", "")):
+                pytest.fail(f"{page}: remote script {attrs['src']}")
+            if tag == "link" and any(r in attrs.get("rel", "") for r in ("stylesheet", "preload", "modulepreload")):
+                assert not REMOTE.match(attrs.get("href", "")), f"{page}: remote {attrs['rel']} {attrs['href']}"
+        for script in doc.inline_scripts:
+            for target in re.findall(r"""(?:import\s[^'"]*?from\s*|import\s*\(\s*)['"]([^'"]+)['"]""", script):
+                assert not REMOTE.match(target), f"{page}: inline script imports {target}"
+
+
+def test_vendored_mermaid_and_mathjax_are_served():
+    require_site()
+    page = BUILD / "html" / "book" / "intro.html"
+    text = page.read_text()
+    assert "_static/mermaid/mermaid.esm.min.mjs" in text
+    assert (BUILD / "html" / "_static" / "mermaid" / "mermaid.esm.min.mjs").exists()
+    chapter = (BUILD / "html" / f"{chapter_files()[0]}.html").read_text()
+    assert "_static/mathjax/tex-chtml.js" in chapter
+    assert (BUILD / "html" / "_static" / "mathjax" / "tex-chtml.js").exists()
+
+
+@pytest.mark.parametrize("page", toc_files())
+def test_every_mermaid_block_is_emitted(page):
+    """Reference: the count of mermaid (and generated timeline) directives in the page's source."""
+    require_site()
+    source = (ROOT / f"{page}.md").read_text()
+    expected = source.count("```{mermaid}") + source.count("```{paper-timeline}")
+    built = (BUILD / "html" / f"{page}.html").read_text()
+    assert built.count('class="mermaid"') == expected
+
+
+def test_expected_claims_hold_and_every_declared_claim_is_recorded():
+    """Reference: the ledger records the chapters wrote during the build."""
+    require_site()
+    claims = ledger.load(BUILD / "ledger")
+    written = {p.number for p in all_papers() if p.docname in chapter_files()}
+    recorded = {(c.chapter, c.id) for c in claims}
+    missing = [c for c in declared_claims() if c[0] in written and c not in recorded]
+    assert missing == [], f"declared in papers.toml but not recorded: {missing}"
+    assert {c.chapter for c in claims} == written
+    failed = [f"ch{c.chapter} {c.id}: {c.shown} vs {c.criterion}" for c in claims if c.expected and not c.held]
+    assert failed == [], f"expected claims missed: {failed}"
+
+
+def test_scorecard_shows_every_recorded_claim():
+    require_site()
+    claims = ledger.load(BUILD / "ledger")
+    text = (BUILD / "html" / "book" / "back" / "scorecard.html").read_text()
+    for c in claims:
+        assert c.id in text and c.shown in text
+
+
+def test_chapters_execute_within_budget():
+    """Reference: myst-nb's execution table; 60 s per chapter on 2 cores."""
+    require_site()
+    text = (BUILD / "html" / "book" / "back" / "execution.html").read_text()
+    rows = re.findall(r'href="[^"]*?(\d\d_\w+)\.html".*?<td><p>[^<]*</p></td>\s*<td><p>(\w+)</p></td>\s*'
+                      r'<td><p>([\d.]+)</p></td>\s*<td><p>(\S+)</p></td>', text, re.S)
+    assert {r[0] for r in rows} == {Path(f).name for f in chapter_files()}
+    for name, _method, seconds, status in rows:
+        assert status == "✅", f"{name} failed to execute"
+        assert float(seconds) <= 60.0, f"{name} took {seconds} s, over the 60 s budget"
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_cite_this_chapter_block_is_valid_bibtex(chapter):
+    """Reference: pybtex parses the rendered block; URL is the page's stable address."""
+    require_site()
+    import html as html_lib
+
+    text = (BUILD / "html" / f"{chapter}.html").read_text()
+    block = re.search(r'papers30-cite.*?<pre>(.*?)</pre>', text, re.S)
+    assert block, f"{chapter}: no cite-this-chapter block"
+    bib = html_lib.unescape(re.sub(r"<[^>]+>", "", block.group(1)))
+    entries = parse_string(bib, "bibtex").entries
+    assert len(entries) == 1
+    entry = next(iter(entries.values()))
+    assert entry.fields["url"] == config()["html"]["baseurl"].rstrip("/") + f"/{chapter}.html"
+    assert entry.type == "incollection" and entry.fields["booktitle"]
+
+
+def test_bibliography_page_lists_all_thirty_papers():
+    require_site()
+    text = (BUILD / "html" / "book" / "back" / "bibliography.html").read_text()
+    labels = re.findall(r'<span class="fn-bracket">\[</span>(\d+)<span class="fn-bracket">\]</span>', text)
+    assert len(set(labels)) >= 30, f"only {len(set(labels))} entries on the bibliography page"
+    for p in all_papers():
+        surname = p.short_authors.split()[0].strip(",")
+        assert surname in text, f"{p.bibkey}: {surname} not on the bibliography page"
+
+
+def test_part_pages_list_their_ten_papers_and_link_written_chapters():
+    require_site()
+    for part in (1, 2, 3):
+        text = (BUILD / "html" / "book" / f"part{part}" / "index.html").read_text()
+        papers = [p for p in all_papers() if p.part == part]
+        assert len(papers) == 10
+        for p in papers:
+            assert p.title.replace("&", "&amp;") in text, p.title
+            if p.docname in chapter_files():
+                assert f'{Path(p.docname).name}.html"' in text, f"part {part} does not link chapter {p.number}"
+
+
+def test_launch_buttons_point_at_files_in_the_repository():
+    require_site()
+    cfg = config()
+    repo = cfg["repository"]["url"].removeprefix("https://github.com/")
+    for chapter in chapter_files():
+        text = (BUILD / "html" / f"{chapter}.html").read_text()
+        colab = re.search(r'https://colab\.research\.google\.com/github/([^"]+)"', text).group(1)
+        assert colab == f"{repo}/blob/main/{chapter}.ipynb"
+        assert (ROOT / f"{chapter}.ipynb").exists()
+        binder = re.search(r'https://mybinder\.org/v2/gh/([^"]+)"', text).group(1)
+        assert binder.startswith(f"{repo}/main?urlpath=") and chapter in binder

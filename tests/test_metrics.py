@@ -1,0 +1,177 @@
+"""papers30.metrics against sacrebleu, hand-worked examples and brute force."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from sacrebleu.metrics import BLEU
+
+from papers30.metrics import corpus_bleu, exact_match, strip_after
+
+
+def sacre(candidates, references, max_n=4):
+    """sacrebleu on whitespace-joined tokens: no tokenisation, no smoothing, one reference stream."""
+    bleu = BLEU(tokenize="none", smooth_method="none", force=True, max_ngram_order=max_n)
+    join = lambda seqs: [" ".join(map(str, s)) for s in seqs]  # noqa: E731
+    return bleu.corpus_score(join(candidates), [join(references)])
+
+
+def noisy_corpus(seed, n=12, vocab=6):
+    """References of 4-15 tokens; candidates are references with substitutions, deletions, insertions."""
+    rng = random.Random(seed)
+    cands, refs = [], []
+    for _ in range(n):
+        ref = [rng.randrange(vocab) for _ in range(rng.randint(4, 15))]
+        cand = []
+        for tok in ref:
+            r = rng.random()
+            if r < 0.1:
+                continue  # deletion
+            cand.append(rng.randrange(vocab) if r < 0.25 else tok)
+            if rng.random() < 0.1:
+                cand.append(rng.randrange(vocab))  # insertion
+        cands.append(cand)
+        refs.append(ref)
+    return cands, refs
+
+
+@pytest.mark.parametrize("seed", range(12))
+def test_corpus_bleu_matches_sacrebleu_on_random_corpora(seed):
+    cands, refs = noisy_corpus(seed, n=3 + seed)
+    want = sacre(cands, refs)
+    assert all(m > 0 for m in want.counts)  # every order matched, so the score is not trivially 0
+    assert corpus_bleu(cands, refs) == pytest.approx(want.score, rel=1e-6)
+
+
+@pytest.mark.parametrize("max_n", [1, 2, 3])
+def test_corpus_bleu_lower_orders_match_sacrebleu_max_ngram_order(max_n):
+    cands, refs = noisy_corpus(100 + max_n)
+    want = sacre(cands, refs, max_n=max_n)
+    assert corpus_bleu(cands, refs, max_n=max_n) == pytest.approx(want.score, rel=1e-6)
+
+
+@given(
+    corpus=st.lists(
+        st.tuples(
+            st.lists(st.integers(0, 3), min_size=1, max_size=8),
+            st.lists(st.integers(0, 3), min_size=1, max_size=8),
+        ),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_corpus_bleu_matches_sacrebleu_on_any_corpus_property(corpus):
+    """Including corpora where some order has no match (both give 0)."""
+    cands, refs = [c for c, _ in corpus], [r for _, r in corpus]
+    assert corpus_bleu(cands, refs) == pytest.approx(sacre(cands, refs).score, rel=1e-6, abs=1e-9)
+
+
+def test_corpus_bleu_hand_worked_example():
+    """Two sentences, worked by hand.
+
+    1. candidate ``a b c d e``, reference ``a b c d f``: 1-grams 4/5, 2-grams 3/4,
+       3-grams 2/3, 4-grams 1/2 (only ``e`` and the n-grams ending in it miss).
+    2. candidate ``x y``, reference ``x y z``: 1-grams 2/2, 2-grams 1/1, no 3- or 4-grams.
+
+    Pooled: p1 = 6/7, p2 = 4/5, p3 = 2/3, p4 = 1/2; their product is 48/210 = 8/35.
+    Lengths c = 7, r = 8, so BP = exp(1 - 8/7) = exp(-1/7).
+    BLEU = 100 * exp(-1/7) * (8/35)^(1/4) = 100 * 0.866878 * 0.691440 = 59.939...
+    """
+    cands = [list("abcde"), list("xy")]
+    refs = [list("abcdf"), list("xyz")]
+    want = 100 * math.exp(-1 / 7) * (8 / 35) ** 0.25
+    assert want == pytest.approx(59.939, abs=1e-3)
+    assert corpus_bleu(cands, refs) == pytest.approx(want, rel=1e-12)
+
+
+def test_corpus_bleu_clips_repeated_ngrams_by_hand():
+    """``the the the the`` against ``the cat``: the unigram count is clipped to 1 of 4; no brevity penalty."""
+    assert corpus_bleu([["the"] * 4], [["the", "cat"]], max_n=1) == pytest.approx(25.0, rel=1e-12)
+
+
+def test_corpus_bleu_is_zero_when_no_four_gram_matches_by_hand():
+    """``a b c d`` vs ``a b c e``: p1..p3 = 3/4, 2/3, 1/2 but p4 = 0/1, so BLEU = 0."""
+    assert corpus_bleu([list("abcd")], [list("abce")]) == 0.0
+    assert corpus_bleu([list("abcd")], [list("abce")], max_n=3) > 0
+
+
+@pytest.mark.parametrize("c,r", [(4, 5), (4, 12), (7, 9), (10, 10)])
+def test_corpus_bleu_brevity_penalty_closed_form(c, r):
+    """A candidate that is a prefix of its reference has all precisions 1: BLEU = 100 exp(1 - r/c) if c < r."""
+    ref = list(range(r))
+    want = 100.0 * (math.exp(1 - r / c) if c < r else 1.0)
+    assert corpus_bleu([ref[:c]], [ref]) == pytest.approx(want, rel=1e-12)
+
+
+@given(sentence=st.lists(st.integers(0, 50), min_size=1, max_size=20))
+def test_corpus_bleu_of_sentence_against_itself_closed_form(sentence):
+    """100 when the sentence has a 4-gram (length >= 4), else 0: no 4-gram to match."""
+    want = 100.0 if len(sentence) >= 4 else 0.0
+    assert corpus_bleu([sentence], [sentence]) == pytest.approx(want, rel=1e-12)
+
+
+def test_corpus_bleu_rejects_mismatched_lengths():
+    with pytest.raises(ValueError, match="references"):
+        corpus_bleu([[1, 2]], [[1, 2], [3]])
+
+
+@pytest.mark.parametrize("max_n,exc", [(0, ValueError), (2.0, TypeError)])
+def test_corpus_bleu_rejects_bad_max_n(max_n, exc):
+    with pytest.raises(exc, match="max_n"):
+        corpus_bleu([[1, 2]], [[1, 2]], max_n=max_n)
+
+
+# ---------------------------------------------------------------- exact match, strip_after
+
+
+def test_exact_match_by_hand():
+    cands = [[1, 2], [3], [4, 5, 6], []]
+    refs = [[1, 2], [3, 4], (4, 5, 6), []]
+    assert exact_match(cands, refs) == 0.75
+
+
+@given(
+    pairs=st.lists(
+        st.tuples(st.lists(st.integers(0, 2), max_size=3), st.lists(st.integers(0, 2), max_size=3)),
+        min_size=1,
+        max_size=10,
+    )
+)
+def test_exact_match_equals_brute_force_count_and_lies_in_unit_interval(pairs):
+    cands, refs = [c for c, _ in pairs], [r for _, r in pairs]
+    got = exact_match(cands, refs)
+    count = 0
+    for c, r in pairs:
+        count += len(c) == len(r) and all(a == b for a, b in zip(c, r))
+    assert 0.0 <= got <= 1.0
+    assert got == count / len(pairs)
+
+
+def test_exact_match_rejects_empty_and_mismatched():
+    with pytest.raises(ValueError, match="candidates"):
+        exact_match([], [])
+    with pytest.raises(ValueError, match="references"):
+        exact_match([[1]], [[1], [2]])
+
+
+def test_strip_after_by_hand():
+    tokens = torch.tensor([[5, 6, 2, 7, 2], [2, 5, 5, 5, 5], [5, 6, 7, 8, 9], [5, 0, 0, 2, 0]])
+    assert strip_after(tokens, eos=2) == [[5, 6], [], [5, 6, 7, 8, 9], [5, 0, 0]]
+
+
+def test_strip_after_single_element_edge():
+    assert strip_after(torch.tensor([[2]]), eos=2) == [[]]
+    assert strip_after(torch.tensor([[3]]), eos=2) == [[3]]
+
+
+@pytest.mark.parametrize(
+    "bad,exc", [(torch.tensor([1, 2]), ValueError), (torch.ones(2, 2), TypeError), ([[1, 2]], TypeError)]
+)
+def test_strip_after_rejects_bad_tokens(bad, exc):
+    with pytest.raises(exc, match="tokens"):
+        strip_after(bad, eos=2)

@@ -1,0 +1,180 @@
+"""papers30.data.synthetic against an independent re-implementation of the task."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from papers30.data import BOS, EOS, PAD, ToyTranslation, pad_batch
+from papers30.data.synthetic import N_SPECIAL, Batch
+
+
+def until(row: list[int], stop: int) -> list[int]:
+    return row[: row.index(stop)] if stop in row else row
+
+
+def reference_translation(task: ToyTranslation, words: list[int]) -> tuple[list[int], list[int]]:
+    """Reverse the sentence, look each word up in ``task.dictionary``; align each output to its source index."""
+    out, align = [], []
+    for i, w in reversed(list(enumerate(words))):
+        out += task.dictionary[w]
+        align += [i] * len(task.dictionary[w])
+    return out, align
+
+
+@pytest.fixture(scope="module")
+def task():
+    g = torch.Generator().manual_seed(3)
+    return ToyTranslation(n_words=12, min_len=1, max_len=7, two_word_fraction=0.5, generator=g)
+
+
+@pytest.mark.parametrize("batch_size", [1, 5, 33])
+def test_batch_labels_match_independent_reimplementation(task, batch_size):
+    b = task.sample(batch_size, torch.Generator().manual_seed(batch_size))
+    assert b.src.shape[0] == b.tgt_in.shape[0] == b.tgt_out.shape[0] == len(b.align) == batch_size
+    for src, tgt_out, align in zip(b.src.tolist(), b.tgt_out.tolist(), b.align):
+        words = until(src, EOS)
+        want, want_align = reference_translation(task, words)
+        assert until(tgt_out, EOS) == want
+        assert align == want_align
+
+
+def test_alignment_points_at_the_source_word_that_produced_each_target_word(task):
+    b = task.sample(40, torch.Generator().manual_seed(0))
+    for src, tgt_out, align in zip(b.src.tolist(), b.tgt_out.tolist(), b.align):
+        target = until(tgt_out, EOS)
+        assert len(align) == len(target)
+        for j, i in enumerate(align):
+            assert target[j] in task.dictionary[src[i]]
+        assert align == sorted(align, reverse=True)  # reversed word order
+        assert set(align) == set(range(len(until(src, EOS))))  # every source word is translated
+
+
+def test_batch_framing_eos_bos_shift_and_padding(task):
+    b = task.sample(40, torch.Generator().manual_seed(1))
+    assert (b.tgt_in[:, 0] == BOS).all()
+    for src, tin, tout in zip(b.src.tolist(), b.tgt_in.tolist(), b.tgt_out.tolist()):
+        n = len(until(src, EOS))
+        assert src[n] == EOS and all(t == PAD for t in src[n + 1 :])
+        assert PAD not in src[:n] and BOS not in src[:n]
+        m = len(until(tout, EOS))
+        assert tout[m] == EOS and all(t == PAD for t in tout[m + 1 :])
+        assert tin[1 : m + 1] == tout[:m]  # tgt_in[:, 1:] == tgt_out[:, :-1] on non-pad positions
+        assert all(t == PAD for t in tin[m + 1 :])
+    assert ((b.tgt_in != PAD).sum(1) == (b.tgt_out != PAD).sum(1)).all()
+
+
+def test_lengths_lie_in_range_and_lengths_argument_overrides(task):
+    b = task.sample(60, torch.Generator().manual_seed(2))
+    n = (b.src != PAD).sum(1) - 1
+    assert n.min() >= 1 and n.max() <= 7
+    assert set(n.tolist()) == set(range(1, 8))  # 60 draws cover all seven lengths
+    b = task.sample(20, torch.Generator().manual_seed(2), lengths=(9, 9))
+    assert ((b.src != PAD).sum(1) == 10).all()
+
+
+@pytest.mark.parametrize("n_words,frac", [(1, 0.0), (1, 1.0), (2, 0.5), (24, 0.25), (10, 0.33)])
+def test_dictionary_and_vocab_sizes_closed_form(n_words, frac):
+    task = ToyTranslation(n_words=n_words, min_len=1, max_len=2, two_word_fraction=frac)
+    n_two = round(frac * n_words)
+    assert task.src_vocab == N_SPECIAL + n_words
+    assert task.tgt_vocab == N_SPECIAL + n_words + n_two
+    assert sorted(task.dictionary) == list(range(N_SPECIAL, N_SPECIAL + n_words))
+    assert sum(len(v) == 2 for v in task.dictionary.values()) == n_two
+    assert all(1 <= len(v) <= 2 for v in task.dictionary.values())
+    used = [t for v in task.dictionary.values() for t in v]
+    assert sorted(used) == list(range(N_SPECIAL, task.tgt_vocab))  # every target word used exactly once
+
+
+def test_same_seed_same_task_and_samples_different_seed_differs():
+    make = lambda s: ToyTranslation(generator=torch.Generator().manual_seed(s))  # noqa: E731
+    a, b, c = make(5), make(5), make(6)
+    assert a.dictionary == b.dictionary and a.dictionary != c.dictionary
+    x = a.sample(16, torch.Generator().manual_seed(9))
+    y = b.sample(16, torch.Generator().manual_seed(9))
+    z = a.sample(16, torch.Generator().manual_seed(10))
+    assert torch.equal(x.src, y.src) and torch.equal(x.tgt_in, y.tgt_in) and torch.equal(x.tgt_out, y.tgt_out)
+    assert x.align == y.align
+    assert not torch.equal(x.src, z.src)
+
+
+def test_default_generator_is_seeded():
+    assert ToyTranslation().dictionary == ToyTranslation().dictionary
+
+
+@pytest.mark.parametrize("keep", list(itertools.product([3, 4], repeat=2)))
+def test_exclude_keeps_excluded_sentences_out_brute_force_enumeration(keep):
+    """Two words, length two: four possible sentences; exclude three, every sample is the fourth."""
+    task = ToyTranslation(n_words=2, min_len=2, max_len=2)
+    every = set(itertools.product([3, 4], repeat=2))
+    b = task.sample(25, torch.Generator().manual_seed(0), exclude=every - {keep})
+    assert all(tuple(row[:2]) == keep for row in b.src.tolist())
+    assert (b.src[:, 2] == EOS).all()
+
+
+@given(seed=st.integers(0, 2**16), batch_size=st.integers(1, 8))
+def test_all_tokens_are_in_their_vocabularies_property(task, seed, batch_size):
+    b = task.sample(batch_size, torch.Generator().manual_seed(seed))
+    assert 0 <= b.src.min() and b.src.max() < task.src_vocab
+    assert 0 <= b.tgt_in.min() and b.tgt_in.max() < task.tgt_vocab
+    assert 0 <= b.tgt_out.min() and b.tgt_out.max() < task.tgt_vocab
+    assert b.src.dtype == b.tgt_in.dtype == b.tgt_out.dtype == torch.long
+
+
+def test_translate_by_hand():
+    task = ToyTranslation(n_words=3, two_word_fraction=1.0)
+    d = task.dictionary
+    out, align = task.translate([3, 5, 3])
+    assert out == d[3] + d[5] + d[3]
+    assert align == [2, 2, 1, 1, 0, 0]
+
+
+def test_batch_method_by_hand():
+    task = ToyTranslation(n_words=3, two_word_fraction=0.0)
+    d = {w: v[0] for w, v in task.dictionary.items()}
+    b = task.batch([[3], [4, 5]])
+    assert b.src.tolist() == [[3, EOS, PAD], [4, 5, EOS]]
+    assert b.tgt_in.tolist() == [[BOS, d[3], PAD], [BOS, d[5], d[4]]]
+    assert b.tgt_out.tolist() == [[d[3], EOS, PAD], [d[5], d[4], EOS]]
+    assert b.align == [[0], [1, 0]]
+    moved = b.to(torch.device("cpu"))
+    assert isinstance(moved, Batch) and torch.equal(moved.src, b.src) and moved.align == b.align
+
+
+def test_pad_batch_by_hand():
+    assert pad_batch([[5], [6, 7, 8], []]).tolist() == [[5, 0, 0], [6, 7, 8], [0, 0, 0]]
+    assert pad_batch([[1, 2]], pad=9).tolist() == [[1, 2]]
+    assert pad_batch([[1], [2, 3]], pad=9).tolist() == [[1, 9], [2, 3]]
+    assert pad_batch([[4]]).dtype == torch.long
+
+
+def test_pad_batch_rejects_empty_list():
+    with pytest.raises(ValueError, match="seqs"):
+        pad_batch([])
+
+
+@pytest.mark.parametrize(
+    "kw,exc,name",
+    [
+        ({"n_words": 0}, ValueError, "n_words"),
+        ({"n_words": 2.0}, TypeError, "n_words"),
+        ({"min_len": 0}, ValueError, "min_len"),
+        ({"max_len": 3.5}, TypeError, "max_len"),
+        ({"min_len": 5, "max_len": 4}, ValueError, "min_len"),
+        ({"two_word_fraction": 1.5}, ValueError, "two_word_fraction"),
+        ({"two_word_fraction": "0.5"}, TypeError, "two_word_fraction"),
+    ],
+)
+def test_toy_translation_rejects_bad_arguments(kw, exc, name):
+    with pytest.raises(exc, match=name):
+        ToyTranslation(**kw)
+
+
+@pytest.mark.parametrize("bs,exc", [(0, ValueError), (2.0, TypeError)])
+def test_sample_rejects_bad_batch_size(task, bs, exc):
+    with pytest.raises(exc, match="batch_size"):
+        task.sample(bs, torch.Generator().manual_seed(0))
