@@ -63,7 +63,9 @@ def attention_weights(
         scale: defaults to ``1 / sqrt(E)``.
 
     Returns:
-        ``(..., T, S)``; each row sums to one (a fully masked row is NaN, as in torch).
+        ``(..., T, S)``; each row sums to one. A row whose keys are all masked is
+        NaN here (0/0); recent torch kernels return zeros for it instead, so
+        callers should never mask every key of a query.
     """
     _checks.tensor("query", query, kind="float")
     _checks.tensor("key", key, kind="float")
@@ -127,7 +129,9 @@ class MultiheadAttention(nn.Module):
     ``q_proj``, ``k_proj``, ``v_proj`` and ``out_proj``.
 
     After each forward pass ``last_weights`` holds the attention
-    probabilities ``(B, H, T, S)`` (detached), for attention maps.
+    probabilities ``(B, H, T, S)`` (detached), for attention maps. Returned and
+    stored weights are taken before attention dropout (torch returns them
+    after it); in evaluation mode, or with ``dropout=0``, the two agree.
     """
 
     def __init__(self, embed_dim: int, num_heads: int, dropout: float = 0.0, bias: bool = True) -> None:

@@ -194,6 +194,26 @@ def _purge(app: Sphinx, env, docname: str) -> None:
         env.papers30_dynamic.discard(docname)
 
 
+def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Drop repeated script tags from a page.
+
+    With Sphinx 7.4, Jupyter Book 1 registers the inline scripts of
+    sphinx-thebe and sphinx-togglebutton twice (once with filename None,
+    once with ""), so Sphinx does not see them as equal; the second
+    ``const THEBE_JS_URL`` is then a SyntaxError in the browser console.
+    """
+    files = context.get("script_files")
+    if not isinstance(files, list):
+        return
+    seen, unique = set(), []
+    for js in files:
+        key = (getattr(js, "filename", js) or "", tuple(sorted(getattr(js, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(js)
+    files[:] = unique  # in place: the builder's own list, which later handlers extend
+
+
 def _config_inited(app: Sphinx, config) -> None:
     os.environ[ledger.LEDGER_ENV] = str(ledger_dir(app))
 
@@ -210,4 +230,5 @@ def setup(app: Sphinx) -> dict:
     app.connect("env-purge-doc", _purge)
     app.connect("doctree-resolved", _render_scorecard)
     app.connect("doctree-resolved", _resolve_links)
+    app.connect("html-page-context", _dedupe_scripts, priority=100)
     return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}
