@@ -18,7 +18,11 @@ except ImportError:  # pragma: no cover
 
 
 def glue(name: str, value: Any, display: bool = False) -> None:
-    """Store ``value`` under ``name`` for pasting into the page (see module docstring)."""
+    """Store ``value`` under ``name`` for pasting into the page (see module docstring).
+
+    A matplotlib figure is closed once glued, so that the notebook does not
+    show it a second time at the end of the cell.
+    """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
     if _myst_glue is not None:
@@ -27,6 +31,10 @@ def glue(name: str, value: Any, display: bool = False) -> None:
         from IPython.display import display as show
 
         show(value)
+    if type(value).__module__.startswith("matplotlib.figure"):
+        import matplotlib.pyplot as plt
+
+        plt.close(value)
 
 
 def glue_result(name: str, held: bool) -> None:
