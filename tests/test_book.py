@@ -90,6 +90,13 @@ def test_colab_install_url_is_the_configured_repository():
             assert found == url, f"{f}: installs from {found}, but _config.yml says {url}"
 
 
+def test_citation_cff_names_the_configured_repository():
+    """Reference: repository.url and html.baseurl in _config.yml."""
+    cff = (ROOT / "CITATION.cff").read_text()
+    assert f'repository-code: "{config()["repository"]["url"]}"' in cff
+    assert f'url: "{config()["html"]["baseurl"]}"' in cff
+
+
 def test_binder_pins_match_the_lock_used_by_make():
     """Reference: the Makefile's LOCK; Binder must constrain with the same file and CPU torch."""
     make = (ROOT / "Makefile").read_text()
