@@ -246,3 +246,30 @@ def test_launch_buttons_point_at_files_in_the_repository():
         assert (ROOT / f"{chapter}.ipynb").exists()
         binder = re.search(r'https://mybinder\.org/v2/gh/([^"]+)"', text).group(1)
         assert binder.startswith(f"{repo}/main?urlpath=") and chapter in binder
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_chapter_carries_citation_and_opengraph_meta(chapter):
+    """Reference: the paper registry and html.baseurl; reference managers read these tags."""
+    require_site()
+    paper = next(p for p in all_papers() if p.docname == chapter)
+    doc = parse(BUILD / "html" / f"{chapter}.html")
+    meta = {a.get("name") or a.get("property"): a.get("content") for t, a in doc.tags if t == "meta"}
+    url = config()["html"]["baseurl"].rstrip("/") + f"/{chapter}.html"
+    assert meta["citation_title"] == f"Chapter {paper.number}: {paper.title}"
+    assert meta["citation_author"] and meta["citation_inbook_title"]
+    assert re.fullmatch(r"\d{4}", meta["citation_publication_date"])
+    assert meta["citation_public_url"] == url == meta["og:url"]
+    assert meta["og:title"] == meta["citation_title"]
+
+
+def test_sitemap_lists_every_toc_page():
+    """Reference: _toc.yml; the sitemap is valid XML with one stable URL per page."""
+    require_site()
+    import xml.etree.ElementTree as ET
+
+    root = ET.parse(BUILD / "html" / "sitemap.xml").getroot()
+    ns = {"s": "http://www.sitemaps.org/schemas/sitemap/0.9"}
+    locs = {e.text for e in root.findall("s:url/s:loc", ns)}
+    base = config()["html"]["baseurl"].rstrip("/")
+    assert locs == {f"{base}/{f}.html" for f in toc_files()}

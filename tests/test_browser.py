@@ -117,3 +117,71 @@ def test_chapter_13_typesets_its_equations(browser, site_url):
         assert errors == [] and blocked == []
     finally:
         page.context.close()
+
+
+@pytest.mark.parametrize("query, expected", [
+    ("attention", "13_attention.html"),
+    ("label smoothing", "13_attention.html"),
+    ("positional encoding", "13_attention.html"),
+])
+def test_search_finds_the_right_chapter(browser, site_url, query, expected):
+    """Reference: the chapter that teaches the queried idea; Sphinx's own search page."""
+    page, errors, blocked = open_page(browser, f"{site_url}/search.html?q={query.replace(' ', '+')}")
+    try:
+        page.wait_for_selector("#search-results ul li a", timeout=20_000)
+        hrefs = page.eval_on_selector_all("#search-results ul li a", "els => els.map(e => e.getAttribute('href'))")
+        assert any(expected in h for h in hrefs[:3]), f"{query!r}: top results {hrefs[:3]}"
+        assert errors == [] and blocked == []
+    finally:
+        page.context.close()
+
+
+@pytest.mark.parametrize("page_path", toc_files())
+def test_no_horizontal_overflow_on_a_phone(browser, site_url, page_path):
+    """At a 390-pixel-wide viewport the page itself never scrolls sideways (code may scroll inside its box)."""
+    context = browser.new_context(viewport={"width": 390, "height": 844})
+    page = context.new_page()
+    page.route("**/*", lambda r: r.continue_() if urlparse(r.request.url).hostname == "127.0.0.1" else r.abort())
+    try:
+        page.goto(f"{site_url}/{page_path}.html", wait_until="load")
+        page.wait_for_function(RENDERED, timeout=30_000)
+        width = page.evaluate("document.documentElement.scrollWidth")
+        assert width <= 390, f"page is {width} px wide at a 390 px viewport"
+    finally:
+        context.close()
+
+
+LUMINANCE = """(color) => {
+  const [r, g, b] = color.match(/[\\d.]+/g).slice(0, 3).map(Number).map(v => {
+    v /= 255; return v <= 0.03928 ? v / 12.92 : Math.pow((v + 0.055) / 1.055, 2.4); });
+  return 0.2126 * r + 0.7152 * g + 0.0722 * b;
+}"""
+
+
+@pytest.mark.parametrize("mode", ["light", "dark"])
+def test_chapter_is_readable_in_light_and_dark_mode(browser, site_url, mode):
+    """Text contrast (WCAG ratio >= 7) in both modes; figures keep an opaque white background."""
+    chapter = next(c for c in chapter_files() if c.endswith("13_attention"))
+    context = browser.new_context(color_scheme=mode)
+    context.add_init_script(f"localStorage.setItem('mode', '{mode}'); localStorage.setItem('theme', '{mode}');")
+    page = context.new_page()
+    try:
+        page.goto(f"{site_url}/{chapter}.html", wait_until="load")
+        page.wait_for_function(RENDERED, timeout=30_000)
+        assert page.evaluate("document.documentElement.dataset.theme") == mode
+        fg = page.evaluate("getComputedStyle(document.querySelector('article p')).color")
+        bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
+        lf, lb = page.evaluate(LUMINANCE, fg), page.evaluate(LUMINANCE, bg)
+        ratio = (max(lf, lb) + 0.05) / (min(lf, lb) + 0.05)
+        assert ratio >= 7, f"{mode}: body text contrast {ratio:.1f}"
+        figures = page.locator(".cell_output img, figure img")
+        assert figures.count() >= 3
+        for i in range(figures.count()):
+            img = figures.nth(i)
+            # the PNG itself is opaque white behind the plot: sample its corner pixel
+            corner = img.evaluate("""(el) => { const c = document.createElement('canvas');
+                c.width = el.naturalWidth; c.height = el.naturalHeight; const x = c.getContext('2d');
+                x.drawImage(el, 0, 0); return Array.from(x.getImageData(1, 1, 1, 1).data); }""")
+            assert corner == [255, 255, 255, 255], f"{mode}: figure {i} corner pixel {corner}"
+    finally:
+        context.close()

@@ -22,7 +22,9 @@ their claims where the scorecard reads them.
 
 from __future__ import annotations
 
+import html
 import os
+import re
 from collections import Counter
 from pathlib import Path
 
@@ -214,6 +216,58 @@ def _dedupe_scripts(app: Sphinx, pagename, templatename, context, doctree) -> No
     files[:] = unique  # in place: the builder's own list, which later handlers extend
 
 
+def page_meta(app: Sphinx, pagename: str, title: str) -> list[tuple[str, str, str]]:
+    """``(attribute, name, content)`` of the meta tags for a page.
+
+    Every page gets OpenGraph tags; a chapter also gets Highwire ``citation_*``
+    tags, which reference managers (Zotero, Mendeley) and Google Scholar read.
+    """
+    base = app.config.html_baseurl.rstrip("/")
+    url = f"{base}/{pagename}.html"
+    tags = [
+        ("property", "og:site_name", BOOK_TITLE),
+        ("property", "og:type", "article"),
+        ("property", "og:title", title),
+        ("property", "og:url", url),
+    ]
+    paper = _chapter_of(pagename)
+    if paper is not None:
+        tags[2] = ("property", "og:title", f"Chapter {paper.number}: {paper.title}")
+        tags.append(("property", "og:description",
+                     f"Executable chapter on {paper.short_authors} ({paper.year}): {paper.summary}"))
+        tags += [
+            ("name", "citation_title", f"Chapter {paper.number}: {paper.title}"),
+            ("name", "citation_author", "papers30 contributors"),
+            ("name", "citation_publication_date", str(app.config.papers30_year)),
+            ("name", "citation_inbook_title", BOOK_TITLE),
+            ("name", "citation_public_url", url),
+        ]
+    return tags
+
+
+def _add_meta(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    if doctree is None:
+        return
+    title = html.unescape(re.sub(r"<[^>]+>", "", context.get("title", "")))
+    tags = "".join(
+        f'\n<meta {attr}="{name}" content="{html.escape(content, quote=True)}" />'
+        for attr, name, content in page_meta(app, pagename, title)
+    )
+    context["metatags"] = context.get("metatags", "") + tags
+
+
+def _write_sitemap(app: Sphinx, exception) -> None:
+    """``sitemap.xml`` listing the stable URL of every content page."""
+    if exception is not None or app.builder.format != "html":
+        return
+    base = app.config.html_baseurl.rstrip("/")
+    pages = sorted(app.env.found_docs)
+    urls = "".join(f"  <url><loc>{html.escape(base)}/{html.escape(p)}.html</loc></url>\n" for p in pages)
+    xml = ('<?xml version="1.0" encoding="UTF-8"?>\n'
+           '<urlset xmlns="http://www.sitemaps.org/schemas/sitemap/0.9">\n' + urls + "</urlset>\n")
+    (Path(app.outdir) / "sitemap.xml").write_text(xml, encoding="utf-8")
+
+
 def _config_inited(app: Sphinx, config) -> None:
     os.environ[ledger.LEDGER_ENV] = str(ledger_dir(app))
 
@@ -231,4 +285,6 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", _render_scorecard)
     app.connect("doctree-resolved", _resolve_links)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
+    app.connect("html-page-context", _add_meta)
+    app.connect("build-finished", _write_sitemap)
     return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}
