@@ -10,7 +10,7 @@ STAMP := $(VENV)/.papers30-installed
 BUILD := _build
 JB := $(BIN)/jupyter-book build . -n -W --keep-going
 
-.PHONY: book test install clean
+.PHONY: book test pdf install clean
 
 install: $(STAMP)
 
@@ -30,11 +30,19 @@ book: $(STAMP)
 	$(JB)
 	@echo "Site built: $(CURDIR)/$(BUILD)/html/index.html"
 
-# From a clean _build: every chapter executes, then pytest runs the unit tests
-# and the checks of the built site (book, browser).
+# The whole book as one PDF: the single-page build, printed by the system
+# Chromium with diagrams and equations rendered (needs /usr/bin/chromium).
+pdf: book
+	$(JB) --builder singlehtml
+	$(BIN)/python book/_ext/pdf.py $(BUILD)/singlehtml $(BUILD)/pdf/papers30.pdf
+
+# From a clean _build: every chapter executes, the PDF is printed, then pytest
+# runs the unit tests and the checks of the built site (book, links, browser, PDF).
 test: $(STAMP)
 	rm -rf $(BUILD)
 	$(JB) --all
+	$(JB) --builder singlehtml
+	$(BIN)/python book/_ext/pdf.py $(BUILD)/singlehtml $(BUILD)/pdf/papers30.pdf
 	$(BIN)/python -m pytest
 
 clean:

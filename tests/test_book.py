@@ -273,3 +273,30 @@ def test_sitemap_lists_every_toc_page():
     locs = {e.text for e in root.findall("s:url/s:loc", ns)}
     base = config()["html"]["baseurl"].rstrip("/")
     assert locs == {f"{base}/{f}.html" for f in toc_files()}
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_download_buttons_serve_the_executed_notebook_and_source(chapter):
+    """Reference: nbformat; the .ipynb offered for download carries this build's outputs."""
+    require_site()
+    import nbformat
+
+    text = (BUILD / "html" / f"{chapter}.html").read_text()
+    name = Path(chapter).name
+    assert f"_sources/{chapter}.ipynb" in text or f"{name}.ipynb" in text
+    assert f"{name}.md" in text
+    nb = nbformat.read(BUILD / "html" / "_sources" / f"{chapter}.ipynb", as_version=4)
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert len(outputs) >= 3, "the downloadable notebook has no outputs"
+    assert (BUILD / "html" / "_sources" / f"{chapter}.md").exists()
+
+
+def test_pages_workflow_builds_with_the_readme_command():
+    """Reference: README's build command and the site directory it prints."""
+    import yaml
+
+    wf = yaml.safe_load((ROOT / ".github" / "workflows" / "pages.yml").read_text())
+    steps = [s for job in wf["jobs"].values() for s in job["steps"]]
+    assert any(s.get("run") == "make book" for s in steps)
+    upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-pages-artifact"))
+    assert upload["with"]["path"] == "_build/html"

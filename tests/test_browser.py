@@ -185,3 +185,42 @@ def test_chapter_is_readable_in_light_and_dark_mode(browser, site_url, mode):
             assert corner == [255, 255, 255, 255], f"{mode}: figure {i} corner pixel {corner}"
     finally:
         context.close()
+
+
+def test_live_code_loads_thebe_only_after_the_click(browser, site_url):
+    """Thebe (sphinx-thebe) turns cells into live code backed by Binder: nothing remote loads before the click."""
+    chapter = next(c for c in chapter_files() if c.endswith("13_attention"))
+    page, errors, blocked = open_page(browser, f"{site_url}/{chapter}.html")
+    try:
+        page.wait_for_function(RENDERED, timeout=30_000)
+        page.wait_for_timeout(500)
+        assert blocked == [], f"loaded before the click: {blocked}"
+        assert page.locator("button.btn-launch-thebe").count() == 1
+        page.locator("button.btn-launch-thebe").dispatch_event("click")
+        page.wait_for_timeout(1500)
+        assert any("thebe" in url for url in blocked), f"the click requested no thebe bundle: {blocked}"
+    finally:
+        page.context.close()
+
+
+def axe_script() -> str:
+    import axe_playwright_python
+
+    return str(Path(axe_playwright_python.__file__).with_name("axe.min.js"))
+
+
+@pytest.mark.parametrize("page_path", toc_files())
+def test_accessibility_has_no_serious_violations(browser, site_url, page_path):
+    """axe-core (bundled by axe-playwright-python) on every page: no critical or serious violations."""
+    page, errors, blocked = open_page(browser, f"{site_url}/{page_path}.html")
+    try:
+        page.wait_for_function(RENDERED, timeout=30_000)
+        page.add_script_tag(path=axe_script())
+        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+        bad = [f"{v['id']} ({v['impact']}): {v['help']} x{len(v['nodes'])} e.g. {v['nodes'][0]['target']}"
+               for v in result["violations"] if v["impact"] in ("critical", "serious")]
+        assert bad == [], "\n".join(bad)
+        missing_alt = page.eval_on_selector_all("img", "els => els.filter(e => !e.getAttribute('alt')).map(e => e.src)")
+        assert missing_alt == [], f"images without alt text: {missing_alt}"
+    finally:
+        page.context.close()

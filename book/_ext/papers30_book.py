@@ -245,6 +245,17 @@ def page_meta(app: Sphinx, pagename: str, title: str) -> list[tuple[str, str, st
     return tags
 
 
+def _fix_citation_list_role(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Drop ``role="list"`` from docutils' citation list.
+
+    Its children carry ``role="doc-biblioentry"``, which is not a list item,
+    so assistive technology (and axe-core) sees a list without items.
+    """
+    body = context.get("body")
+    if isinstance(body, str) and 'role="list" class="citation-list"' in body:
+        context["body"] = body.replace('<div role="list" class="citation-list">', '<div class="citation-list">')
+
+
 def _add_meta(app: Sphinx, pagename, templatename, context, doctree) -> None:
     if doctree is None:
         return
@@ -268,6 +279,36 @@ def _write_sitemap(app: Sphinx, exception) -> None:
     (Path(app.outdir) / "sitemap.xml").write_text(xml, encoding="utf-8")
 
 
+def _downloads_with_outputs(app: Sphinx, exception) -> None:
+    """Give the downloadable ``_sources/<chapter>.ipynb`` this build's outputs.
+
+    In ``cache`` execution mode myst-nb writes ``jupyter_execute/<doc>.ipynb``
+    (which the theme copies to ``_sources/`` for the download button) before
+    merging the cached outputs, so the download would be an empty notebook.
+    Here the outputs are merged from the execution cache into both copies.
+    """
+    if exception is not None or app.builder.format != "html":
+        return
+    import nbformat
+    from jupyter_cache import get_cache
+
+    cache_path = app.env.mystnb_config.execution_cache_path or Path(app.outdir).parent / ".jupyter_cache"
+    if not Path(cache_path).exists():
+        return
+    cache = get_cache(str(cache_path))
+    executed = Path(app.outdir).parent / "jupyter_execute"
+    for ipynb in executed.rglob("*.ipynb"):
+        nb = nbformat.read(ipynb, as_version=4)
+        try:
+            _, merged = cache.merge_match_into_notebook(nb)
+        except KeyError:
+            continue  # not executed through the cache (e.g. execution off)
+        docname = ipynb.relative_to(executed).with_suffix("").as_posix()
+        for target in (ipynb, Path(app.outdir) / "_sources" / f"{docname}.ipynb"):
+            if target.exists():
+                nbformat.write(merged, target)
+
+
 def _config_inited(app: Sphinx, config) -> None:
     os.environ[ledger.LEDGER_ENV] = str(ledger_dir(app))
 
@@ -286,5 +327,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", _resolve_links)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("html-page-context", _add_meta)
+    app.connect("html-page-context", _fix_citation_list_role)
     app.connect("build-finished", _write_sitemap)
+    app.connect("build-finished", _downloads_with_outputs)
     return {"version": "1.0", "parallel_read_safe": False, "parallel_write_safe": True}
