@@ -300,3 +300,19 @@ def test_pages_workflow_builds_with_the_readme_command():
     assert any(s.get("run") == "make book" for s in steps)
     upload = next(s for s in steps if str(s.get("uses", "")).startswith("actions/upload-pages-artifact"))
     assert upload["with"]["path"] == "_build/html"
+
+
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_every_numbered_figure_and_equation_has_a_stable_anchor(chapter):
+    """Reference: the :name: of each figure and the (label) of each equation in the source;
+    a lecturer links to page.html#<name> or page.html#equation-<label>."""
+    require_site()
+    source = (ROOT / f"{chapter}.md").read_text()
+    ids = {a["id"] for _, a in parse(BUILD / "html" / f"{chapter}.html").tags if "id" in a}
+    figures = re.findall(r"^:name:\s*(\S+)", source, re.M)
+    equations = re.findall(r"^\$\$\s*\(([\w-]+)\)\s*$", source, re.M)
+    assert figures and equations
+    for name in figures:
+        assert name in ids, f"{chapter}: figure {name} has no anchor"
+    for label in equations:
+        assert f"equation-{label}" in ids, f"{chapter}: equation {label} has no anchor"

@@ -158,10 +158,24 @@ LUMINANCE = """(color) => {
 }"""
 
 
+def contrast(page, fg: str, bg: str) -> float:
+    lf, lb = page.evaluate(LUMINANCE, fg), page.evaluate(LUMINANCE, bg)
+    return (max(lf, lb) + 0.05) / (min(lf, lb) + 0.05)
+
+
+NODE_COLOURS = """() => [...document.querySelectorAll('pre.mermaid svg')].flatMap(svg =>
+  [...svg.querySelectorAll('g.node')].slice(0, 3).map(n => {
+    const shape = n.querySelector('rect, polygon, circle, path');
+    const label = n.querySelector('.nodeLabel, text, span');
+    return [getComputedStyle(label).color || getComputedStyle(label).fill, getComputedStyle(shape).fill];
+  }))"""
+
+
 @pytest.mark.parametrize("mode", ["light", "dark"])
-def test_chapter_is_readable_in_light_and_dark_mode(browser, site_url, mode):
-    """Text contrast (WCAG ratio >= 7) in both modes; figures keep an opaque white background."""
-    chapter = next(c for c in chapter_files() if c.endswith("13_attention"))
+@pytest.mark.parametrize("chapter", chapter_files())
+def test_chapter_is_readable_in_light_and_dark_mode(browser, site_url, chapter, mode):
+    """Text contrast (WCAG ratio >= 7) in both modes; diagram labels readable on their boxes
+    (ratio >= 4.5); figures keep an opaque white background."""
     context = browser.new_context(color_scheme=mode)
     context.add_init_script(f"localStorage.setItem('mode', '{mode}'); localStorage.setItem('theme', '{mode}');")
     page = context.new_page()
@@ -171,9 +185,13 @@ def test_chapter_is_readable_in_light_and_dark_mode(browser, site_url, mode):
         assert page.evaluate("document.documentElement.dataset.theme") == mode
         fg = page.evaluate("getComputedStyle(document.querySelector('article p')).color")
         bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
-        lf, lb = page.evaluate(LUMINANCE, fg), page.evaluate(LUMINANCE, bg)
-        ratio = (max(lf, lb) + 0.05) / (min(lf, lb) + 0.05)
+        ratio = contrast(page, fg, bg)
         assert ratio >= 7, f"{mode}: body text contrast {ratio:.1f}"
+        nodes = page.evaluate(NODE_COLOURS)
+        assert nodes, "no diagram nodes found"
+        for label, fill in nodes:
+            if fill.startswith("rgb"):
+                assert contrast(page, label, fill) >= 4.5, f"{mode}: diagram label {label} on {fill}"
         figures = page.locator(".cell_output img, figure img")
         assert figures.count() >= 3
         for i in range(figures.count()):
