@@ -49,6 +49,20 @@ def seed_everything(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+def configure_threads() -> int:
+    """Set torch's intra-op thread count from ``PAPERS30_THREADS``; return the count in use.
+
+    Unset, torch keeps its default (one thread per core). The book's parallel
+    executor sets it so that chapters running side by side share the cores.
+    """
+    value = os.environ.get("PAPERS30_THREADS", "").strip()
+    if value:
+        if not value.isdigit() or int(value) < 1:
+            raise ValueError(f"PAPERS30_THREADS must be a positive integer, got {value!r}")
+        torch.set_num_threads(int(value))
+    return torch.get_num_threads()
+
+
 def scale() -> str:
     """The experiment size from ``PAPERS30_SCALE``: ``"small"`` (default) or ``"paper"``."""
     value = os.environ.get("PAPERS30_SCALE", "small").strip().lower() or "small"

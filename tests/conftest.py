@@ -34,7 +34,7 @@ settings.register_profile(
 )
 settings.load_profile("papers30")
 
-ENV_VARS = ("PAPERS30_LEDGER_DIR", "PAPERS30_SCALE", "PAPERS30_DEVICE")
+ENV_VARS = ("PAPERS30_LEDGER_DIR", "PAPERS30_SCALE", "PAPERS30_DEVICE", "PAPERS30_THREADS")
 
 
 @pytest.fixture(autouse=True)

@@ -187,6 +187,9 @@ def test_chapter_is_readable_in_light_and_dark_mode(browser, site_url, chapter, 
         bg = page.evaluate("getComputedStyle(document.body).backgroundColor")
         ratio = contrast(page, fg, bg)
         assert ratio >= 7, f"{mode}: body text contrast {ratio:.1f}"
+        # the diagrams re-render when the theme mode is applied: wait for the nodes
+        page.wait_for_function("() => document.querySelectorAll('pre.mermaid svg g.node').length > 0",
+                               timeout=30_000)
         nodes = page.evaluate(NODE_COLOURS)
         assert nodes, "no diagram nodes found"
         for label, fill in nodes:

@@ -85,4 +85,29 @@ def test_scale_rejects_unknown_value_naming_the_variable(monkeypatch, value):
 def test_package_reexports_runtime():
     assert papers30.get_device is get_device and papers30.pick is pick
     assert papers30.scale is scale and papers30.seed_everything is seed_everything
-    assert set(papers30.__all__) == {"get_device", "pick", "scale", "seed_everything", "__version__"}
+    assert set(papers30.__all__) == {"configure_threads", "get_device", "pick", "scale", "seed_everything", "__version__"}
+
+
+def test_configure_threads_follows_the_environment_reference_torch_get_num_threads(monkeypatch):
+    import torch
+
+    from papers30 import configure_threads
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.setenv("PAPERS30_THREADS", "1")
+        assert configure_threads() == 1 == torch.get_num_threads()
+        monkeypatch.delenv("PAPERS30_THREADS")
+        torch.set_num_threads(before)
+        assert configure_threads() == before  # unset: torch's default is left alone
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.mark.parametrize("bad", ["0", "-2", "two", "1.5"])
+def test_configure_threads_rejects_bad_values_naming_the_variable(monkeypatch, bad):
+    from papers30 import configure_threads
+
+    monkeypatch.setenv("PAPERS30_THREADS", bad)
+    with pytest.raises(ValueError, match="PAPERS30_THREADS"):
+        configure_threads()
