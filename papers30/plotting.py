@@ -88,3 +88,49 @@ def attention_maps(
     axes[0][0].set_ylabel(ylabel, fontsize=8)
     fig.colorbar(im, ax=axes[0].tolist(), shrink=0.8, label="attention weight")
     return fig
+
+
+def image_grid(
+    images: Sequence[Sequence[torch.Tensor | np.ndarray]],
+    row_labels: Sequence[str],
+    col_titles: Sequence[str],
+    *,
+    extent: tuple[float, float] | None = None,
+    xlabel: str = "x (cells)",
+    ylabel: str = "y (cells)",
+    colorbar_label: str = "value",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    cmap: str = "cividis",
+):
+    """Rows of 2-D images ``(H, W)`` on one colour scale, e.g. states over time; return the figure.
+
+    ``images[r][c]`` is drawn in row ``r`` (labelled ``row_labels[r]``) and
+    column ``c`` (titled ``col_titles[c]``). With ``extent=(width, height)``
+    every image is stretched over the same coordinates, so a coarse-grained
+    image lines up with the fine one it came from.
+    """
+    n_rows, n_cols = len(images), len(images[0])
+    fig, axes = plt.subplots(
+        n_rows, n_cols, figsize=(1.5 * n_cols + 1.2, 1.55 * n_rows + 0.5), squeeze=False
+    )
+    for r, row in enumerate(images):
+        for c, img in enumerate(row):
+            ax = axes[r][c]
+            img = img.detach().cpu().float().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+            box = None if extent is None else (0, extent[0], extent[1], 0)
+            im = ax.imshow(img, cmap=cmap, vmin=vmin, vmax=vmax, extent=box, interpolation="nearest")
+            ax.grid(False)
+            ax.tick_params(labelsize=7)
+            if r == 0:
+                ax.set_title(col_titles[c], fontsize=9)
+            if c == 0:
+                ax.set_ylabel(f"{row_labels[r]}\n{ylabel}", fontsize=8)
+            else:
+                ax.set_yticklabels([])
+            if r == n_rows - 1:
+                ax.set_xlabel(xlabel, fontsize=8)
+            else:
+                ax.set_xticklabels([])
+    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=colorbar_label)
+    return fig

@@ -1,0 +1,292 @@
+"""Compression-based estimates of entropy and complexity, and a mixing system to apply them to.
+
+Chapter 1 (Aaronson, *The First Law of Complexodynamics*) uses these pieces to
+watch entropy rise while apparent complexity rises and falls; chapters 19 (the
+coffee automaton), 23 (minimum description length) and 25 (Kolmogorov
+complexity) reuse the estimators.
+
+* :func:`to_bytes` and :func:`compressed_bits`: the length, in bits, of a state
+  compressed by ``zlib``, ``bz2`` or ``lzma``; an upper bound, up to the
+  compressor's fixed overhead, on the state's Kolmogorov complexity.
+* :func:`block_average`, :func:`quantise` and :func:`coarse_grain`: the
+  coarse-grained picture of a 1-D or 2-D state, whose compressed size is the
+  chapter's proxy for apparent complexity.
+* :func:`row_arrangement_bits` and :func:`arrangement_entropy_bits`: code
+  lengths from counting arrangements, the references the compressors are
+  judged against.
+* :func:`cream_on_top`, :func:`mix` and :func:`mixing_run`: a two-species
+  mixing automaton on an ``(H, W)`` grid with closed walls, in which
+  neighbouring cells swap at random; it conserves both species and its
+  stationary distribution is uniform over arrangements.
+
+Shapes: ``B`` independent runs (batch), ``H`` grid height, ``W`` grid width,
+``k`` coarse-graining block side, ``S`` snapshots.
+"""
+
+from __future__ import annotations
+
+import bz2
+import math
+import lzma
+import zlib
+from collections.abc import Sequence
+
+import torch
+
+from papers30 import _checks
+
+METHODS = ("zlib", "bz2", "lzma")
+
+
+def to_bytes(x: torch.Tensor) -> bytes:
+    """The bytes a compressor sees for state ``x`` (any shape, read in row-major order).
+
+    A ``bool`` tensor is packed eight cells to a byte (so ``n`` random cells
+    are ``n`` incompressible bits); an integer tensor with values in 0..255
+    gives one byte per element (coarse-grained levels).
+    """
+    _checks.tensor("x", x)
+    flat = x.detach().reshape(-1).cpu()
+    if x.dtype == torch.bool:
+        pad = (-flat.numel()) % 8
+        bits = torch.cat([flat, flat.new_zeros(pad)]).view(-1, 8).to(torch.uint8)
+        weights = torch.tensor([128, 64, 32, 16, 8, 4, 2, 1], dtype=torch.uint8)
+        return (bits * weights).sum(dim=1, dtype=torch.uint8).numpy().tobytes()
+    if x.is_floating_point() or x.is_complex():
+        raise TypeError(f"x must be a bool or integer tensor, got {x.dtype}")
+    if flat.numel() and (flat.min() < 0 or flat.max() > 255):
+        raise ValueError("x must hold values in 0..255 to be written one byte per element")
+    return flat.to(torch.uint8).numpy().tobytes()
+
+
+def compressed_bits(x: torch.Tensor | bytes, method: str = "zlib") -> int:
+    """Length in bits of ``x`` compressed at the strongest setting of ``method``.
+
+    ``x`` is bytes or a tensor converted by :func:`to_bytes`. ``method`` is
+    ``"zlib"`` (DEFLATE, as in gzip, with its 6-byte wrapper), ``"bz2"``
+    (Burrows-Wheeler) or ``"lzma"`` (a raw LZMA2 stream, no container).
+    """
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if isinstance(x, (bytes, bytearray)):
+        data = bytes(x)
+    elif isinstance(x, torch.Tensor):
+        data = to_bytes(x)
+    else:
+        raise TypeError(f"x must be bytes or a torch.Tensor, got {type(x).__name__}")
+    if method == "zlib":
+        out = zlib.compress(data, 9)
+    elif method == "bz2":
+        out = bz2.compress(data, 9)
+    else:
+        # a dictionary as large as the input (4 KiB at least) sees every match;
+        # a larger one only costs time to allocate
+        size = max(4096, 1 << max(len(data) - 1, 1).bit_length())
+        filters = [{"id": lzma.FILTER_LZMA2, "preset": 9, "dict_size": size}]
+        out = lzma.compress(data, format=lzma.FORMAT_RAW, filters=filters)
+    return 8 * len(out)
+
+
+def block_average(x: torch.Tensor, k: int) -> torch.Tensor:
+    """Mean of ``x`` over non-overlapping blocks of ``k`` cells (1-D) or ``k x k`` cells (2-D).
+
+    ``x`` has shape ``(W,)`` or ``(H, W)`` with ``k`` dividing every side;
+    the result, in ``x``'s floating dtype (float32 for bool or integer input),
+    has shape ``(W // k,)`` or ``(H // k, W // k)``.
+    """
+    _checks.tensor("x", x, ndim=(1, 2))
+    _checks.positive_int("k", k)
+    for side in x.shape:
+        if side % k:
+            raise ValueError(f"k must divide every side of x, got k={k} for shape {tuple(x.shape)}")
+    y = x if x.is_floating_point() else x.float()
+    if x.dim() == 1:
+        return y.reshape(-1, k).mean(dim=1)
+    h, w = x.shape
+    return y.reshape(h // k, k, w // k, k).mean(dim=(1, 3))  # block (i, j) = rows i*k.., cols j*k..
+
+
+def quantise(p: torch.Tensor, levels: int) -> torch.Tensor:
+    """Levels ``0 .. levels - 1`` of values ``p`` in ``[0, 1]``, in equal-width bins.
+
+    Level ``j`` holds ``j / levels <= p < (j + 1) / levels``; ``p = 1`` falls
+    in the top level. Returns an int64 tensor of ``p``'s shape.
+    """
+    _checks.tensor("p", p, kind="float")
+    _checks.positive_int("levels", levels)
+    if p.numel() and (p.min() < 0 or p.max() > 1):
+        raise ValueError("p must lie in [0, 1]")
+    return (p * levels).floor().long().clamp_(max=levels - 1)
+
+
+def coarse_grain(x: torch.Tensor, k: int, levels: int = 3) -> torch.Tensor:
+    """The coarse-grained state: :func:`block_average` over ``k``-blocks, then :func:`quantise`.
+
+    ``x`` is a ``(W,)`` or ``(H, W)`` state of 0/1 cells (bool or numbers in
+    ``[0, 1]``); returns int64 levels of shape ``(W // k,)`` or
+    ``(H // k, W // k)``.
+    """
+    return quantise(block_average(x, k), levels)
+
+
+def cream_on_top(
+    height: int, width: int, batch: int = 1, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """The unmixed cup: ``batch`` grids of shape ``(H, W)``, cream (True) in the top half.
+
+    Returns a bool tensor of shape ``(B, H, W)``; ``height`` must be even.
+    """
+    _checks.positive_int("height", height)
+    _checks.positive_int("width", width)
+    _checks.positive_int("batch", batch)
+    if height % 2:
+        raise ValueError(f"height must be even, got {height}")
+    state = torch.zeros(batch, height, width, dtype=torch.bool, device=device)
+    state[:, : height // 2] = True
+    return state
+
+
+def _swap_pairs(
+    state: torch.Tensor, axis: int, offset: int, generator: torch.Generator | None
+) -> torch.Tensor:
+    """One sweep: pair cells ``(offset + 2i, offset + 2i + 1)`` along ``axis`` (1 rows, 2 columns)
+    of a ``(B, H, W)`` state and swap each pair with probability 1/2."""
+    m = (state.shape[axis] - offset) // 2
+    out = state.clone()
+    if m == 0:
+        return out
+    block = out.narrow(axis, offset, 2 * m)
+    first = block[:, 0::2] if axis == 1 else block[:, :, 0::2]  # views into out
+    second = block[:, 1::2] if axis == 1 else block[:, :, 1::2]
+    flip = torch.rand(first.shape, generator=generator, device=state.device) < 0.5
+    differ = (first ^ second) & flip  # a swap changes only pairs that differ
+    first ^= differ
+    second ^= differ
+    return out
+
+
+def mix(state: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Run the mixing automaton for ``steps`` time steps; return the new ``(B, H, W)`` state.
+
+    One time step is four sweeps: cells paired with their vertical neighbour
+    (pairs starting at even rows, then at odd rows), then with their
+    horizontal neighbour (even, then odd columns). In each sweep every pair
+    swaps its two cells with probability 1/2, independently. Walls are
+    closed: no pair wraps around. ``generator`` must live on ``state``'s device.
+    """
+    _checks.tensor("state", state, ndim=3, kind="bool")
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
+    if steps < 0:
+        raise ValueError(f"steps must be non-negative, got {steps}")
+    if generator is not None and generator.device.type != state.device.type:
+        raise ValueError(
+            f"generator must be on state's device {state.device}, got {generator.device}"
+        )
+    for _ in range(steps):
+        for axis, offset in ((1, 0), (1, 1), (2, 0), (2, 1)):
+            state = _swap_pairs(state, axis, offset, generator)
+    return state
+
+
+def mixing_run(
+    state: torch.Tensor, times: Sequence[int], generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Snapshots of the mixing automaton at the non-decreasing ``times`` (in steps).
+
+    ``state`` ``(B, H, W)`` is the state at time 0; returns a bool tensor of
+    shape ``(S, B, H, W)`` with ``S = len(times)``.
+    """
+    _checks.tensor("state", state, ndim=3, kind="bool")
+    times = list(times)
+    if not times:
+        raise ValueError("times must not be empty")
+    if any(isinstance(t, bool) or not isinstance(t, int) for t in times):
+        raise TypeError("times must hold ints")
+    if times[0] < 0 or any(b < a for a, b in zip(times, times[1:])):
+        raise ValueError(f"times must be non-negative and non-decreasing, got {times[:5]}...")
+    snapshots, now = [], 0
+    for t in times:
+        state = mix(state, t - now, generator)
+        now = t
+        snapshots.append(state)
+    return torch.stack(snapshots)
+
+
+def state_bits(
+    states: torch.Tensor, method: str = "zlib", k: int | None = None, levels: int = 3
+) -> torch.Tensor:
+    """Compressed size in bits of every state in a stack of shape ``(..., H, W)``.
+
+    With ``k=None`` each fine-grained state is compressed bit-packed (the
+    entropy proxy); with a block side ``k`` each is first coarse-grained to
+    ``levels`` levels (the apparent-complexity proxy). Returns a float64
+    tensor of the leading shape ``(...)``, e.g. ``(S, B)`` for a run's snapshots.
+    """
+    _checks.tensor("states", states, kind="bool")
+    if states.dim() < 2:
+        raise ValueError(
+            f"states must have at least 2 dimensions (..., H, W), got shape {tuple(states.shape)}"
+        )
+    if k is not None:
+        _checks.positive_int("k", k)
+    flat = states.reshape(-1, *states.shape[-2:])
+    sizes = [
+        compressed_bits(s if k is None else coarse_grain(s, k, levels).to(torch.uint8), method)
+        for s in flat
+    ]
+    return torch.tensor(sizes, dtype=torch.float64).reshape(states.shape[:-2])
+
+
+def arrangement_entropy_bits(n: int, m: int) -> float:
+    """``log2 C(n, m)``: bits needed to say which ``m`` of ``n`` cells hold cream.
+
+    This is the entropy of the automaton's stationary (uniform) distribution
+    over arrangements, the bound a compressor of the fully mixed state cannot
+    beat on average. Computed with ``lgamma``, so it is exact to float precision.
+    """
+    _checks.positive_int("n", n)
+    if isinstance(m, bool) or not isinstance(m, int):
+        raise TypeError(f"m must be an int, got {type(m).__name__}")
+    if not 0 <= m <= n:
+        raise ValueError(f"m must be in 0..n={n}, got {m}")
+    return (math.lgamma(n + 1) - math.lgamma(m + 1) - math.lgamma(n - m + 1)) / math.log(2)
+
+
+def level_flip_probability(cells: int, levels: int = 3, p: float = 0.5) -> float:
+    """Probability that a block of ``cells`` independent Bernoulli(``p``) cells leaves ``p``'s level.
+
+    A block's mean is ``c / cells`` with ``c ~ Binomial(cells, p)``; the
+    result is the probability that :func:`quantise` puts that mean in a
+    different level from ``p`` itself: the rate of coarse-graining noise in a
+    fully mixed state.
+    """
+    _checks.positive_int("cells", cells)
+    _checks.positive_int("levels", levels)
+    p = _checks.probability("p", p, inclusive_one=True)
+    home = min(math.floor(p * levels), levels - 1)
+    stay = sum(
+        math.comb(cells, c) * p**c * (1 - p) ** (cells - c)
+        for c in range(cells + 1)
+        if min(math.floor(c / cells * levels), levels - 1) == home
+    )
+    return max(0.0, 1.0 - stay)
+
+
+def row_arrangement_bits(states: torch.Tensor) -> torch.Tensor:
+    """``sum_y log2 C(W, c_y)`` for each state ``(..., H, W)``; ``c_y`` is the cream in row ``y``.
+
+    The length of a two-part code whose model is the cream count of every row
+    (that part, at most ``H log2(W + 1)`` bits, is left out): an estimate of
+    the entropy that, unlike a general-purpose compressor, exploits a density
+    that drifts slowly from row to row. Returns float64 of shape ``(...)``.
+    """
+    _checks.tensor("states", states, kind="bool")
+    if states.dim() < 2:
+        raise ValueError(
+            f"states must have at least 2 dimensions (..., H, W), got shape {tuple(states.shape)}"
+        )
+    w = states.shape[-1]
+    c = states.sum(dim=-1, dtype=torch.float64)  # (..., H)
+    log_comb = math.lgamma(w + 1) - torch.lgamma(c + 1) - torch.lgamma(w - c + 1)
+    return (log_comb / math.log(2)).sum(dim=-1).cpu()
