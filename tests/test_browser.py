@@ -123,6 +123,8 @@ def test_chapter_13_typesets_its_equations(browser, site_url):
     ("attention", "13_attention.html"),
     ("label smoothing", "13_attention.html"),
     ("positional encoding", "13_attention.html"),
+    ("complextropy", "01_complexodynamics.html"),
+    ("coarse-grained", "01_complexodynamics.html"),
 ])
 def test_search_finds_the_right_chapter(browser, site_url, query, expected):
     """Reference: the chapter that teaches the queried idea; Sphinx's own search page."""
