@@ -9,6 +9,9 @@ module             what it holds (chapters)
 ``runtime``        device choice, seeding, the ``PAPERS30_SCALE`` setting
 ``ledger``         the reproduction ledger: measured claims and their criteria
 ``papers``         the registry of the thirty papers (``data/papers.toml``)
+``complexity``     compressed size, coarse-graining, a mixing cup (1, 19, 23, 25)
+``recurrent``      RNN, LSTM and GRU cells gate by gate, multi-layer runners
+                   with dropout placement (2, 3, 4, 21)
 ``attention``      scaled dot-product and multi-head attention (6, 8, 13, 14,
                    16, 18, 20, 22, 27, 30)
 ``transformer``    sinusoidal positions, encoder-decoder Transformer, label

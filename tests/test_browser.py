@@ -198,7 +198,7 @@ def test_chapter_is_readable_in_light_and_dark_mode(browser, site_url, chapter, 
             if fill.startswith("rgb"):
                 assert contrast(page, label, fill) >= 4.5, f"{mode}: diagram label {label} on {fill}"
         figures = page.locator(".cell_output img, figure img")
-        assert figures.count() >= 3
+        assert figures.count() >= 1, "no figures found on the chapter page"
         for i in range(figures.count()):
             img = figures.nth(i)
             # the PNG itself is opaque white behind the plot: sample its corner pixel

@@ -178,3 +178,38 @@ def test_toy_translation_rejects_bad_arguments(kw, exc, name):
 def test_sample_rejects_bad_batch_size(task, bs, exc):
     with pytest.raises(exc, match="batch_size"):
         task.sample(bs, torch.Generator().manual_seed(0))
+
+
+# ------------------------------------------------------------- remember_symbol (chapter 3)
+
+
+@pytest.mark.parametrize("batch,lag,k,n", [(1, 1, 1, 1), (5, 3, 4, 4), (64, 20, 3, 7)])
+def test_remember_symbol_labels_match_a_scan_for_the_only_symbol(batch, lag, k, n):
+    """Reference: walk each sequence, keep the one token below ``k``, and check its position."""
+    from papers30.data.synthetic import remember_symbol
+
+    tokens, labels = remember_symbol(batch, lag, k, n, torch.Generator().manual_seed(5))
+    assert tokens.shape == (batch, lag + 1) and labels.shape == (batch,)
+    for row, label in zip(tokens.tolist(), labels.tolist()):
+        symbols = [(t, tok) for t, tok in enumerate(row) if tok < k]
+        assert symbols == [(0, label)]  # one symbol, lag steps before the end
+        assert all(k <= tok < k + n for tok in row[1:])
+
+
+def test_remember_symbol_is_seeded_and_covers_every_class():
+    from papers30.data.synthetic import remember_symbol
+
+    a = remember_symbol(400, 4, generator=torch.Generator().manual_seed(9))
+    b = remember_symbol(400, 4, generator=torch.Generator().manual_seed(9))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert set(a[1].tolist()) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("arg,value,exc", [("lag", 0, ValueError), ("batch_size", 2.0, TypeError),
+                                           ("n_symbols", 0, ValueError)])
+def test_remember_symbol_bad_inputs_name_the_argument(arg, value, exc):
+    from papers30.data.synthetic import remember_symbol
+
+    kwargs = {"batch_size": 2, "lag": 3, "n_symbols": 2} | {arg: value}
+    with pytest.raises(exc, match=arg):
+        remember_symbol(**kwargs)

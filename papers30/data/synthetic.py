@@ -134,3 +134,33 @@ class ToyTranslation:
             tgt_out=pad_batch([t + [EOS] for t, _ in pairs]),
             align=[a for _, a in pairs],
         )
+
+
+def remember_symbol(
+    batch_size: int,
+    lag: int,
+    n_symbols: int = 4,
+    n_distractors: int = 4,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The long-range recall task of chapter 3: name the symbol seen ``lag`` steps ago.
+
+    Each sequence has ``lag + 1`` tokens. Token 0 is a *symbol*, drawn
+    uniformly from ids ``0 .. n_symbols - 1``; tokens ``1 .. lag`` are
+    *distractors*, drawn uniformly from ids ``n_symbols .. n_symbols +
+    n_distractors - 1``. After reading the last distractor a model must output
+    the symbol, which it saw ``lag`` steps earlier; guessing scores
+    ``1 / n_symbols``.
+
+    Returns ``tokens (B, lag + 1)`` (long, vocabulary ``n_symbols +
+    n_distractors``) and ``labels (B,)`` (long, in ``0 .. n_symbols - 1``).
+    """
+    _checks.positive_int("batch_size", batch_size)
+    _checks.positive_int("lag", lag)
+    _checks.positive_int("n_symbols", n_symbols)
+    _checks.positive_int("n_distractors", n_distractors)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    labels = torch.randint(0, n_symbols, (batch_size,), generator=g)
+    noise = torch.randint(0, n_distractors, (batch_size, lag), generator=g) + n_symbols
+    tokens = torch.cat([labels[:, None], noise], dim=1)
+    return tokens, labels
