@@ -12,6 +12,8 @@ module             what it holds (chapters)
 ``complexity``     compressed size, coarse-graining, a mixing cup (1, 19, 23, 25)
 ``recurrent``      RNN, LSTM and GRU cells gate by gate, multi-layer runners
                    with dropout placement (2, 3, 4, 21)
+``mdl``            noisy-weight layers, KL weight costs and description length
+                   in bits (5, 23)
 ``attention``      scaled dot-product and multi-head attention (6, 8, 13, 14,
                    16, 18, 20, 22, 27, 30)
 ``transformer``    sinusoidal positions, encoder-decoder Transformer, label
