@@ -3,26 +3,36 @@
 The package is organised by concept, not by chapter: a module serves every
 chapter that needs it.
 
-=================  ==========================================================
-module             what it holds (chapters)
-=================  ==========================================================
-``runtime``        device choice, seeding, the ``PAPERS30_SCALE`` setting
-``ledger``         the reproduction ledger: measured claims and their criteria
-``papers``         the registry of the thirty papers (``data/papers.toml``)
-``complexity``     compressed size, coarse-graining, a mixing cup (1, 19, 23, 25)
-``recurrent``      RNN, LSTM and GRU cells gate by gate, multi-layer runners
-                   with dropout placement (2, 3, 4, 21)
-``mdl``            noisy-weight layers, KL weight costs and description length
-                   in bits (5, 23)
-``attention``      scaled dot-product and multi-head attention (6, 8, 13, 14,
-                   16, 18, 20, 22, 27, 30)
-``transformer``    sinusoidal positions, encoder-decoder Transformer, label
-                   smoothing, warm-up schedule, greedy decoding (13, 22, 27)
-``data``           seeded synthetic tasks (13, ...)
-``metrics``        BLEU and exact match (13, 14)
-``training``       a small, explicit training loop
-``plotting``       the book's figure style and plot helpers
-=================  ==========================================================
+===================  ==========================================================
+module               what it holds (chapters)
+===================  ==========================================================
+``runtime``          device choice, seeding, the ``PAPERS30_SCALE`` setting
+``ledger``           the reproduction ledger: measured claims and their criteria
+``papers``           the registry of the thirty papers (``data/papers.toml``)
+``complexity``       compressed size, coarse-graining, a mixing cup (1, 19, 23, 25)
+``recurrent``        RNN, LSTM and GRU cells gate by gate, multi-layer runners
+                     with dropout placement (2, 3, 4, 21)
+``language``         recurrent language models, bits per token, exact n-gram
+                     baselines, temperature sampling, unit probes (2, 4)
+``regularization``   dropout in recurrent language models: training with early
+                     stopping, overfitting gap, context use (4)
+``mdl``              noisy-weight layers, KL weight costs and description length
+                     in bits (5, 23)
+``attention``        scaled dot-product, multi-head and additive attention (6,
+                     8, 13, 14, 16, 18, 20, 22, 27, 30)
+``pointer``          pointer decoder and pointer network (6, 8)
+``sets``             the Read-Process-Write process block, set2set (8, 12)
+``convolution``      local response normalisation, a small AlexNet (7)
+``residual``         residual and plain blocks, CIFAR-style ResNets (10, 15)
+``distributed``      GPipe pipeline parallelism over processes (9)
+``transformer``      sinusoidal positions, encoder-decoder Transformer, label
+                     smoothing, warm-up schedule, greedy decoding (13, 22, 27)
+``data``             committed text and images (``data.text``, ``data.images``),
+                     geometry (``data.geometry``) and seeded synthetic tasks
+``metrics``          BLEU and exact match (13, 14)
+``training``         a small, explicit training loop
+``plotting``         the book's figure style and plot helpers
+===================  ==========================================================
 
 Shape glossary used in every docstring: ``B`` batch, ``T`` target (query)
 length, ``S`` source (key) length, ``D`` model width, ``H`` heads, ``E`` head

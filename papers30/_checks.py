@@ -64,3 +64,12 @@ def probability(name: str, value: object, *, inclusive_one: bool = False) -> flo
         bound = "1]" if inclusive_one else "1)"
         raise ValueError(f"{name} must be in [0, {bound}, got {value}")
     return float(value)
+
+
+def one_of(name: str, value: object, options: Sequence[str]) -> str:
+    """Check that ``value`` is a ``str`` and one of ``options``."""
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str, got {type(value).__name__}")
+    if value not in options:
+        raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
+    return value

@@ -228,3 +228,100 @@ class MultiheadAttention(nn.Module):
         if not need_weights:
             return out, None
         return out, weights.mean(dim=1) if average_attn_weights else weights
+
+
+# ------------------------------------------------- additive (content) attention
+# Chapter 6 (Pointer Networks) and chapter 8 (Read-Process-Write) score memory
+# slots with the additive attention of Bahdanau et al.:
+# u_j = v^T tanh(W_1 e_j + W_2 d), eq. (ptr-score). Shapes: ``B`` batch (any
+# leading dims), ``N`` memory slots, ``K`` key width, ``Q`` query width,
+# ``A`` attention width.
+
+
+def _check_additive(query: object, keys: object, mask: object) -> None:
+    _checks.tensor("query", query, kind="float")
+    _checks.tensor("keys", keys, kind="float")
+    if keys.dim() < 2 or query.dim() != keys.dim() - 1:
+        raise ValueError(
+            f"keys must have one more dimension than query, (..., N, K) and (..., Q), "
+            f"got {tuple(keys.shape)} and {tuple(query.shape)}"
+        )
+    if tuple(query.shape[:-1]) != tuple(keys.shape[:-2]):
+        raise ValueError(f"query has leading dims {tuple(query.shape[:-1])}, expected {tuple(keys.shape[:-2])}")
+    if mask is not None:
+        _checks.tensor("mask", mask, kind="bool")
+        if tuple(mask.shape) != tuple(keys.shape[:-1]):
+            raise ValueError(f"mask must have shape {tuple(keys.shape[:-1])}, got {tuple(mask.shape)}")
+
+
+def additive_scores(
+    query: torch.Tensor,
+    keys: torch.Tensor,
+    weight_query: torch.Tensor,
+    weight_key: torch.Tensor,
+    v: torch.Tensor,
+    mask: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Additive attention scores ``u_j = v^T tanh(W_1 e_j + W_2 d)``, eq. (ptr-score).
+
+    Args:
+        query: the query ``d``, ``(..., Q)`` (e.g. a decoder state ``(B, H)``).
+        keys: the memory ``e_1 .. e_N``, ``(..., N, K)``.
+        weight_query: ``W_2``, ``(A, Q)``.
+        weight_key: ``W_1``, ``(A, K)``.
+        v: ``(A,)``.
+        mask: bool ``(..., N)``, True where a slot may be chosen; the scores of
+            the other slots are ``-inf`` (zero probability after a softmax).
+
+    Returns:
+        Scores ``(..., N)``; ``scores.softmax(-1)`` is the attention (or
+        pointer) distribution over the ``N`` slots.
+    """
+    _check_additive(query, keys, mask)
+    _checks.tensor("weight_query", weight_query, ndim=2, kind="float")
+    _checks.tensor("weight_key", weight_key, ndim=2, kind="float")
+    _checks.tensor("v", v, ndim=1, kind="float")
+    _checks.size_matches("weight_query", weight_query.shape[1], query.shape[-1], "input width")
+    _checks.size_matches("weight_key", weight_key.shape[1], keys.shape[-1], "input width")
+    _checks.size_matches("weight_key", weight_key.shape[0], weight_query.shape[0], "attention width")
+    _checks.size_matches("v", v.shape[0], weight_query.shape[0], "attention width")
+    hidden = torch.tanh(keys @ weight_key.T + (query @ weight_query.T).unsqueeze(-2))  # (..., N, A)
+    scores = hidden @ v  # (..., N)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return scores
+
+
+class AdditiveAttention(nn.Module):
+    """Additive (content-based) attention scores over a memory, eq. (ptr-score).
+
+    Holds ``W_1`` as ``key_proj`` (``K -> A``), ``W_2`` as ``query_proj``
+    (``Q -> A``), both without bias, and ``v`` as ``v (A,)``.
+    ``forward(query (..., Q), keys (..., N, K), mask (..., N) | None) -> scores (..., N)``;
+    :meth:`attend` also returns the attention-weighted read of the memory.
+    """
+
+    def __init__(self, query_size: int, key_size: int, attention_size: int) -> None:
+        super().__init__()
+        _checks.positive_int("query_size", query_size)
+        _checks.positive_int("key_size", key_size)
+        _checks.positive_int("attention_size", attention_size)
+        self.query_size, self.key_size, self.attention_size = query_size, key_size, attention_size
+        self.query_proj = nn.Linear(query_size, attention_size, bias=False)
+        self.key_proj = nn.Linear(key_size, attention_size, bias=False)
+        bound = 1.0 / math.sqrt(attention_size)
+        self.v = nn.Parameter(torch.empty(attention_size).uniform_(-bound, bound))
+
+    def forward(self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores ``(..., N)`` (``-inf`` where ``mask`` is False)."""
+        _check_additive(query, keys, mask)
+        _checks.size_matches("query", query.shape[-1], self.query_size, "feature size")
+        _checks.size_matches("keys", keys.shape[-1], self.key_size, "feature size")
+        return additive_scores(query, keys, self.query_proj.weight, self.key_proj.weight, self.v, mask)
+
+    def attend(
+        self, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(read (..., K), weights (..., N))``: the softmax of the scores and ``sum_j a_j e_j``."""
+        weights = self(query, keys, mask).softmax(dim=-1)
+        return (weights.unsqueeze(-2) @ keys).squeeze(-2), weights

@@ -227,8 +227,7 @@ class _Recurrent(nn.Module):
         super().__init__()
         _check_sizes(input_size, hidden_size, num_layers)
         _checks.probability("dropout", dropout)
-        if dropout_placement not in PLACEMENTS:
-            raise ValueError(f"dropout_placement must be one of {PLACEMENTS}, got {dropout_placement!r}")
+        _checks.one_of("dropout_placement", dropout_placement, PLACEMENTS)
         self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
         self.bias, self.batch_first = bias, bool(batch_first)
         self.dropout, self.dropout_placement = float(dropout), dropout_placement
@@ -422,8 +421,7 @@ class SequenceClassifier(nn.Module):
         forget_bias: float = 1.0,
     ) -> None:
         super().__init__()
-        if kind not in RUNNERS:
-            raise ValueError(f"kind must be one of {tuple(RUNNERS)}, got {kind!r}")
+        _checks.one_of("kind", kind, tuple(RUNNERS))
         _checks.positive_int("vocab_size", vocab_size)
         _checks.positive_int("num_classes", num_classes)
         self.kind, self.vocab_size = kind, vocab_size

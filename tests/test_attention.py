@@ -529,3 +529,92 @@ def test_mha_rejects_bad_attn_mask(mha, mask, exc):
 def test_mha_rejects_is_causal_with_unequal_lengths(mha):
     with pytest.raises(ValueError, match="is_causal"):
         mha(torch.ones(2, 3, 8), torch.ones(2, 4, 8), torch.ones(2, 4, 8), is_causal=True)
+
+
+# ------------------------------------------------- additive attention (chapter 6)
+
+from papers30.attention import AdditiveAttention, additive_scores  # noqa: E402
+
+
+def additive_loop(query, keys, wq, wk, v, mask=None):
+    """Brute force: u_j = sum_a v_a tanh(sum_k Wk[a,k] e_j[k] + sum_q Wq[a,q] d[q]), one j at a time."""
+    B, N, K = keys.shape
+    out = torch.empty(B, N, dtype=keys.dtype)
+    for b in range(B):
+        for j in range(N):
+            total = 0.0
+            for a in range(v.shape[0]):
+                pre = sum(wk[a, k] * keys[b, j, k] for k in range(K)) + sum(
+                    wq[a, q] * query[b, q] for q in range(query.shape[1])
+                )
+                total += v[a] * math.tanh(float(pre))
+            out[b, j] = total if mask is None or mask[b, j] else float("-inf")
+    return out
+
+
+@pytest.mark.parametrize("B,N,Q,K,A", [(1, 1, 1, 1, 1), (2, 3, 4, 2, 5), (3, 5, 2, 3, 4)])
+def test_additive_scores_match_brute_force_loop(B, N, Q, K, A, gen):
+    q, e = randn(B, Q, g=gen), randn(B, N, K, g=gen)
+    wq, wk, v = randn(A, Q, g=gen), randn(A, K, g=gen), randn(A, g=gen)
+    torch.testing.assert_close(additive_scores(q, e, wq, wk, v), additive_loop(q, e, wq, wk, v), **TOL)
+
+
+def test_additive_attention_module_matches_brute_force_loop_with_mask(gen):
+    att = AdditiveAttention(4, 3, 5).double()
+    q, e = randn(2, 4, g=gen), randn(2, 6, 3, g=gen)
+    mask = torch.rand(2, 6, generator=gen) < 0.5
+    mask[:, 0] = True
+    want = additive_loop(q, e, att.query_proj.weight.detach(), att.key_proj.weight.detach(), att.v.detach(), mask)
+    torch.testing.assert_close(att(q, e, mask).detach(), want, **TOL)
+
+
+def test_additive_masked_positions_get_exactly_zero_probability(gen):
+    att = AdditiveAttention(3, 3, 4).double()
+    q, e = randn(4, 3, g=gen), randn(4, 7, 3, g=gen)
+    mask = torch.rand(4, 7, generator=gen) < 0.5
+    mask[:, 3] = True
+    p = att(q, e, mask).softmax(-1)
+    assert torch.all(p[~mask] == 0.0)
+    torch.testing.assert_close(p.sum(-1), torch.ones(4, dtype=DT), **TOL)
+
+
+def test_additive_attend_read_is_weighted_sum_brute_force(gen):
+    att = AdditiveAttention(3, 2, 4).double()
+    q, e = randn(2, 3, g=gen), randn(2, 5, 2, g=gen)
+    read, w = att.attend(q, e)
+    want = torch.stack([sum(w[b, j] * e[b, j] for j in range(5)) for b in range(2)])
+    torch.testing.assert_close(read, want, **TOL)
+    assert read.shape == (2, 2) and w.shape == (2, 5)
+
+
+def test_additive_scores_accept_extra_leading_dims_like_a_loop_over_them(gen):
+    q, e = randn(2, 3, 4, g=gen), randn(2, 3, 5, 2, g=gen)
+    wq, wk, v = randn(6, 4, g=gen), randn(6, 2, g=gen), randn(6, g=gen)
+    got = additive_scores(q, e, wq, wk, v)
+    want = torch.stack([additive_scores(q[i], e[i], wq, wk, v) for i in range(2)])
+    torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize(
+    "kwargs,name,exc",
+    [
+        (dict(query=torch.ones(2, 3, dtype=torch.long)), "query", TypeError),
+        (dict(keys=torch.ones(2, 3)), "keys", ValueError),  # keys not one dim more than query
+        (dict(keys=torch.ones(2, 5, 4)), "key", ValueError),  # wrong key width
+        (dict(query=torch.ones(3, 3)), "query", ValueError),  # batch mismatch
+        (dict(mask=torch.ones(2, 5)), "mask", TypeError),  # float mask
+        (dict(mask=torch.ones(2, 4, dtype=torch.bool)), "mask", ValueError),  # wrong N
+    ],
+)
+def test_additive_attention_rejects_bad_input(kwargs, name, exc):
+    att = AdditiveAttention(3, 2, 4)
+    args = dict(query=torch.ones(2, 3), keys=torch.ones(2, 5, 2), mask=None) | kwargs
+    with pytest.raises(exc, match=name):
+        att(**args)
+
+
+@pytest.mark.parametrize("arg", ["query_size", "key_size", "attention_size"])
+def test_additive_attention_rejects_bad_sizes(arg):
+    sizes = dict(query_size=2, key_size=2, attention_size=2) | {arg: 0}
+    with pytest.raises(ValueError, match=arg):
+        AdditiveAttention(**sizes)

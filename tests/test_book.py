@@ -7,7 +7,6 @@ source checks (notebook pairing, anatomy, configuration) do not.
 from __future__ import annotations
 
 import re
-import tomllib
 from pathlib import Path
 
 import jupytext

@@ -125,6 +125,15 @@ def test_chapter_13_typesets_its_equations(browser, site_url):
     ("positional encoding", "13_attention.html"),
     ("complextropy", "01_complexodynamics.html"),
     ("coarse-grained", "01_complexodynamics.html"),
+    ("temperature sampling", "02_rnn_effectiveness.html"),
+    ("forget gate", "03_understanding_lstm.html"),
+    ("recurrent dropout", "04_rnn_regularization.html"),
+    ("bits back", "05_mdl_weights.html"),
+    ("convex hull", "06_pointer_networks.html"),
+    ("local response normalization", "07_alexnet.html"),
+    ("process block", "08_order_matters.html"),
+    ("micro-batches", "09_gpipe.html"),
+    ("degradation", "10_resnet.html"),
 ])
 def test_search_finds_the_right_chapter(browser, site_url, query, expected):
     """Reference: the chapter that teaches the queried idea; Sphinx's own search page."""

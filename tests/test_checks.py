@@ -79,3 +79,16 @@ def test_probability_bounds_by_hand(value, inclusive, ok):
 def test_probability_rejects_non_numbers(value):
     with pytest.raises(TypeError, match="^p must be a float"):
         _checks.probability("p", value)
+
+
+def test_one_of_returns_a_valid_choice():
+    assert _checks.one_of("mode", "b", ("a", "b")) == "b"
+
+
+@pytest.mark.parametrize("value, exc", [("c", ValueError), ("", ValueError), (None, TypeError),
+                                        (1, TypeError), (["a"], TypeError)])
+def test_one_of_rejects_naming_the_argument_and_the_options(value, exc):
+    with pytest.raises(exc, match=r"^mode must be") as info:
+        _checks.one_of("mode", value, ("a", "b"))
+    if exc is ValueError:
+        assert "('a', 'b')" in str(info.value)

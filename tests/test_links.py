@@ -5,7 +5,6 @@ External links are collected into ``_build/external_links.txt`` for review; they
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 from urllib.parse import unquote, urldefrag, urlparse
 

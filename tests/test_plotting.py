@@ -73,3 +73,101 @@ def test_attention_maps_accepts_tensors_that_require_grad():
     m = torch.rand(2, 2, requires_grad=True)
     fig = attention_maps([m], ["t"], ["a", "b"], ["c", "d"], xlabel="keys", ylabel="queries")
     assert fig.axes[0].get_xlabel() == "keys" and fig.axes[0].get_ylabel() == "queries"
+
+
+def test_pipeline_gantt_draws_one_bar_per_event():
+    from matplotlib.patches import Rectangle
+
+    from papers30.distributed import gpipe_schedule
+    from papers30.plotting import pipeline_gantt
+
+    events = gpipe_schedule(3, 4)
+    fig = pipeline_gantt(events, 3, scale=1.0)
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if isinstance(p, Rectangle)]
+    assert len(bars) == len(events)
+    assert sorted(b.get_width() for b in bars) == sorted(e.end - e.start for e in events)
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["forward", "backward"]
+    colours = [h.get_facecolor() for h in legend.legend_handles]
+    assert colours[0] != colours[1]
+
+
+def test_measured_vs_formula_draws_markers_and_lines():
+    from papers30.plotting import measured_vs_formula
+
+    fig = measured_vs_formula([1, 2, 4], {"a": [0.5, 0.3, 0.2]}, {"a": [0.5, 0.33, 0.2]},
+                              "M", "bubble", logx=True)
+    lines = fig.axes[0].get_lines()
+    assert [ln.get_linestyle() for ln in lines] == ["None", "--"]
+    assert list(lines[0].get_ydata()) == [0.5, 0.3, 0.2]
+    assert fig.axes[0].get_xlabel() == "M" and fig.axes[0].get_ylabel() == "bubble"
+
+
+def test_text_heatmap_places_one_square_per_character():
+    from papers30.plotting import text_heatmap
+
+    text = "ab\ncdef"
+    fig = text_heatmap(text, torch.arange(7.0) - 3, width=3)
+    ax = fig.axes[0]
+    grid = ax.images[0].get_array()
+    # brute force: rows "ab↵", "cde", "f" (wrapped at width 3)
+    assert grid.shape == (3, 3)
+    assert [t.get_text() for t in ax.texts] == ["a", "b", "\u21b5", "c", "d", "e", "f"]
+    assert grid[1, 2] == 2.0 and grid[2, 0] == 3.0  # "e" and "f": values -3..3 in order
+    assert np.ma.is_masked(grid[2, 1]) or np.isnan(grid[2, 1])  # no character there
+    with pytest.raises(ValueError, match="values"):
+        text_heatmap(text, [0.0])
+
+
+def test_labelled_points_annotates_every_point():
+    from papers30.plotting import labelled_points
+
+    fig = labelled_points({"s": ([1, 2], [3, 4], ["x", "y"])}, "a (u)", "b (v)")
+    ax = fig.axes[0]
+    assert [t.get_text() for t in ax.texts] == ["x", "y"]
+    assert ax.get_xlabel() == "a (u)" and ax.lines[0].get_ydata().tolist() == [3, 4]
+
+
+def test_point_polygons_draws_each_closed_polygon_through_the_given_points():
+    from papers30.plotting import point_polygons
+
+    pts = [torch.tensor([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.2, 0.2]]), torch.rand(5, 2)]
+    fig = point_polygons(pts, {"true": [[0, 1, 2], [0, 1]], "pred": [[0, 3, 2], []]}, ["a", "b"])
+    assert len(fig.axes) == 2
+    first = fig.axes[0].get_lines()
+    assert len(first) == 2 and len(fig.axes[1].get_lines()) == 1  # an empty prediction draws nothing
+    x, y = first[0].get_data()
+    assert list(x) == [0.0, 1.0, 0.0, 0.0] and list(y) == [0.0, 0.0, 1.0, 0.0]  # closed ring
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["true", "pred"]
+
+
+def test_curve_panels_draws_each_series_in_its_panel_with_shared_colours():
+    from papers30.plotting import curve_panels
+
+    panels = {"plain": {"8 layers": ([1, 2], [3.0, 2.0]), "20 layers": ([1, 2], [4.0, 3.5])},
+              "residual": {"8 layers": ([1, 2], [2.5, 1.0])}}
+    fig = curve_panels(panels, "step", "loss (nats)")
+    left, right = fig.axes
+    assert [a.get_title() for a in (left, right)] == ["plain", "residual"]
+    assert [len(a.lines) for a in (left, right)] == [2, 1]
+    assert left.lines[0].get_color() == right.lines[0].get_color() != left.lines[1].get_color()
+    assert list(right.lines[0].get_ydata()) == [2.5, 1.0]
+    assert left.get_ylabel() == "loss (nats)" and right.get_xlabel() == "step"
+    assert left.get_ylim() == right.get_ylim()  # shared y scale
+
+
+def test_grouped_bars_draws_one_bar_per_value_at_its_height():
+    """Reference: the bar heights and x positions read back from the axes."""
+    from papers30.plotting import grouped_bars
+
+    values = {"a": [0.1, 0.5, 0.9], "b": [0.2, 0.4, 0.6]}
+    fig = grouped_bars(values, ["x", "y", "z"], "model", "accuracy", ylim=(0.0, 1.0))
+    ax = fig.axes[0]
+    heights = [round(p.get_height(), 6) for p in ax.patches]
+    assert heights == [0.1, 0.5, 0.9, 0.2, 0.4, 0.6]
+    centres = [p.get_x() + p.get_width() / 2 for p in ax.patches]
+    assert centres[0] < centres[3] < centres[1] < centres[4]  # series side by side per category
+    assert ax.get_xlabel() == "model" and ax.get_ylabel() == "accuracy"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
+    assert ax.get_ylim() == (0.0, 1.0)

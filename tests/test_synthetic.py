@@ -213,3 +213,40 @@ def test_remember_symbol_bad_inputs_name_the_argument(arg, value, exc):
     kwargs = {"batch_size": 2, "lag": 3, "n_symbols": 2} | {arg: value}
     with pytest.raises(exc, match=arg):
         remember_symbol(**kwargs)
+
+
+# ------------------------------------------------------------------ sorting_task (chapter 8)
+
+
+@pytest.mark.parametrize("batch,n", [(1, 1), (3, 5), (50, 10)])
+def test_sorting_task_labels_match_python_sorted(batch, n):
+    """Reference: Python's ``sorted`` over (value, position) pairs of each row."""
+    from papers30.data.synthetic import sorting_task
+
+    x, order = sorting_task(batch, n, torch.Generator().manual_seed(n))
+    assert x.shape == order.shape == (batch, n)
+    assert x.dtype == torch.float32 and order.dtype == torch.long
+    assert bool(((x >= 0) & (x < 1)).all())
+    for row, labels in zip(x.tolist(), order.tolist()):
+        assert labels == [i for _, i in sorted((v, i) for i, v in enumerate(row))]
+        assert [row[i] for i in labels] == sorted(row)
+
+
+def test_sorting_task_is_seeded():
+    from papers30.data.synthetic import sorting_task
+
+    a = sorting_task(20, 6, torch.Generator().manual_seed(4))
+    b = sorting_task(20, 6, torch.Generator().manual_seed(4))
+    c = sorting_task(20, 6, torch.Generator().manual_seed(5))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert not torch.equal(a[0], c[0])
+    assert torch.equal(sorting_task(3, 2)[0], sorting_task(3, 2)[0])  # default generator is seeded
+
+
+@pytest.mark.parametrize("arg,value,exc", [("batch_size", 0, ValueError), ("n", 2.0, TypeError), ("n", -1, ValueError)])
+def test_sorting_task_bad_inputs_name_the_argument(arg, value, exc):
+    from papers30.data.synthetic import sorting_task
+
+    kwargs = {"batch_size": 2, "n": 3} | {arg: value}
+    with pytest.raises(exc, match=arg):
+        sorting_task(**kwargs)

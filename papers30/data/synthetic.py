@@ -164,3 +164,25 @@ def remember_symbol(
     noise = torch.randint(0, n_distractors, (batch_size, lag), generator=g) + n_symbols
     tokens = torch.cat([labels[:, None], noise], dim=1)
     return tokens, labels
+
+
+def sorting_task(
+    batch_size: int,
+    n: int,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sets of ``n`` numbers to sort (chapter 8): the inputs and the argsort that sorts them.
+
+    The numbers are drawn independently and uniformly from ``[0, 1)``, as in
+    the sorting experiment of Vinyals, Bengio and Kudlur (2016); ties have
+    probability zero. ``order[b, k]`` is the position in ``x[b]`` of its
+    ``k``-th smallest number, so ``x.gather(1, order)`` is sorted ascending.
+
+    Returns ``x (B, n)`` (float32) and ``order (B, n)`` (long).
+    """
+    _checks.positive_int("batch_size", batch_size)
+    _checks.positive_int("n", n)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    x = torch.rand(batch_size, n, generator=g)
+    order = x.argsort(dim=1)
+    return x, order

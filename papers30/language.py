@@ -1,0 +1,456 @@
+"""Recurrent language models, their evaluation in bits, n-gram baselines and sampling.
+
+Chapter 2 (Karpathy, *The Unreasonable Effectiveness of Recurrent Neural
+Networks*) trains character-level RNN and LSTM models with these pieces and
+compares them with exact n-gram baselines; chapter 4 (Zaremba et al.,
+*Recurrent Neural Network Regularization*) trains the same
+:class:`LanguageModel` with dropout.
+
+* :class:`LanguageModel`: token embedding -> the recurrent runner of
+  :mod:`papers30.recurrent` (``RNN``, ``LSTM`` or ``GRU``, with its
+  ``dropout`` and ``dropout_placement``) -> linear read-out of next-token logits;
+* :func:`bits_per_token`, :func:`evaluate` (a whole split, state carried
+  across batches) and :func:`tbptt_loss` (a training loss for
+  :func:`papers30.training.fit` that carries the state between batches);
+* :class:`NGram`: exact count-based models with add-k smoothing, and
+  :func:`fit_ngram`, which picks ``k`` on validation data;
+* :func:`sample_next` and :func:`sample`: temperature sampling with an
+  explicit ``torch.Generator``;
+* probes of what the hidden units track: :func:`hidden_states`,
+  :func:`inside_brackets`, :func:`position_in_line`, :func:`best_unit`,
+  :func:`distinct_ngrams`.
+
+Shapes: ``B`` batch, ``T`` time steps, ``V`` vocabulary size, ``E``
+embedding width, ``H`` hidden width, ``L`` layers, ``N`` stream length.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from papers30 import _checks
+from papers30.data.text import BPTTBatches
+from papers30.recurrent import RUNNERS
+
+State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+LN2 = math.log(2.0)
+
+
+# ------------------------------------------------------------------------ the model
+
+
+class LanguageModel(nn.Module):
+    """Tokens ``(B, T)`` -> embedding ``(B, T, E)`` -> recurrent runner ``(B, T, H)`` -> logits ``(B, T, V)``.
+
+    ``kind`` is ``"rnn"`` (vanilla, tanh), ``"lstm"`` or ``"gru"``; the runner
+    is :class:`papers30.recurrent.RNN` / ``LSTM`` / ``GRU``, built with
+    ``dropout`` and ``dropout_placement`` (see :class:`papers30.recurrent.LSTM`:
+    ``"non_recurrent"`` drops the embedding output, the input of every
+    layer and the top layer's output). ``embedding_size`` defaults to
+    ``hidden_size``. ``init_range`` (optional) re-initialises every
+    parameter uniformly in ``[-init_range, init_range]``, as Zaremba et al. do;
+    ``forget_bias`` is added to the LSTM forget gates' bias afterwards.
+
+    Submodules ``embedding`` (``nn.Embedding``), ``rnn`` (parameters named as
+    in torch's runners) and ``head`` (``nn.Linear``), so the model's weights
+    copy one to one into ``nn.Embedding`` + ``nn.LSTM`` + ``nn.Linear``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        kind: str = "lstm",
+        embedding_size: int | None = None,
+        dropout: float = 0.0,
+        *,
+        dropout_placement: str = "non_recurrent",
+        init_range: float | None = None,
+        forget_bias: float = 0.0,
+    ) -> None:
+        super().__init__()
+        _checks.one_of("kind", kind, tuple(RUNNERS))
+        _checks.positive_int("vocab_size", vocab_size)
+        _checks.positive_int("hidden_size", hidden_size)
+        embedding_size = hidden_size if embedding_size is None else embedding_size
+        _checks.positive_int("embedding_size", embedding_size)
+        self.kind, self.vocab_size = kind, vocab_size
+        self.embedding = nn.Embedding(vocab_size, embedding_size)
+        self.rnn = RUNNERS[kind](
+            embedding_size, hidden_size, num_layers, dropout=dropout, dropout_placement=dropout_placement
+        )
+        self.head = nn.Linear(hidden_size, vocab_size)
+        if init_range is not None:
+            if isinstance(init_range, bool) or not isinstance(init_range, (int, float)) or init_range <= 0:
+                raise ValueError(f"init_range must be a positive number or None, got {init_range!r}")
+            for p in self.parameters():
+                nn.init.uniform_(p, -init_range, init_range)
+        if kind == "lstm" and forget_bias:
+            with torch.no_grad():
+                for k in range(num_layers):
+                    getattr(self.rnn, f"bias_hh_l{k}")[hidden_size : 2 * hidden_size] += forget_bias
+
+    def forward(self, tokens: torch.Tensor, state: State | None = None) -> tuple[torch.Tensor, State]:
+        """Logits ``(B, T, V)`` for the next token at every step, and the final state.
+
+        ``state`` is what a previous call returned (``h (L, B, H)``, or
+        ``(h, c)`` for the LSTM), or ``None`` for zeros.
+        """
+        _checks.tensor("tokens", tokens, ndim=2, kind="int")
+        out, state = self.rnn(self.embedding(tokens), state)
+        return self.head(out), state
+
+
+def detach_state(state: State | None) -> State | None:
+    """The same state cut from the graph, so back-propagation stops at the batch boundary."""
+    if state is None:
+        return None
+    if isinstance(state, tuple):
+        return tuple(s.detach() for s in state)  # type: ignore[return-value]
+    return state.detach()
+
+
+# --------------------------------------------------------------------- evaluation
+
+
+def bits_per_token(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean cross-entropy in bits, eq. (ch02-bits): ``-mean log2 p(target)``.
+
+    ``logits (..., V)``, ``targets (...)`` integer ids. Returns a 0-d tensor
+    (differentiable): the nats of ``F.cross_entropy`` divided by ``ln 2``.
+    """
+    _checks.tensor("logits", logits, kind="float")
+    _checks.tensor("targets", targets, kind="int")
+    if tuple(logits.shape[:-1]) != tuple(targets.shape):
+        raise ValueError(f"targets must have shape {tuple(logits.shape[:-1])}, got {tuple(targets.shape)}")
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1)) / LN2
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Cross-entropy over a whole split: nats and bits per token, perplexity ``2 ** bits``."""
+
+    nats: float
+    bits: float
+    perplexity: float
+    tokens: int
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def evaluate(model: LanguageModel, batches: BPTTBatches) -> Evaluation:
+    """Bits per token and perplexity of ``model`` over every batch of a split.
+
+    The state is carried from each batch to the next (as in training), the
+    model runs in eval mode (no dropout) without gradients, and batches are
+    weighted by their number of targets, so the result is the mean over all
+    ``batches.tokens`` predictions. The model's training mode is restored.
+    """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}")
+    if not isinstance(batches, BPTTBatches):
+        raise TypeError(f"batches must be a BPTTBatches, got {type(batches).__name__}")
+    was_training, device = model.training, _device(model)
+    model.eval()
+    total, count, state = 0.0, 0, None
+    with torch.no_grad():
+        for x, y in batches:
+            logits, state = model(x.to(device), state)
+            total += F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.to(device).reshape(-1),
+                                     reduction="sum").item()
+            count += y.numel()
+    model.train(was_training)
+    nats = total / count
+    return Evaluation(nats=nats, bits=nats / LN2, perplexity=math.exp(nats), tokens=count)
+
+
+def tbptt_loss(model: LanguageModel, batches: BPTTBatches) -> Callable[[int], torch.Tensor]:
+    """A ``loss_fn(step)`` for :func:`papers30.training.fit`: truncated BPTT with carried state.
+
+    Step ``s`` (1-based) trains on batch ``(s - 1) % len(batches)``; the state
+    left by the previous step is detached and carried on, and reset to zeros
+    when a pass over the data starts again. The loss is in bits per token.
+    """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}")
+    if not isinstance(batches, BPTTBatches):
+        raise TypeError(f"batches must be a BPTTBatches, got {type(batches).__name__}")
+    carry: dict[str, State | None] = {"state": None}
+
+    def loss_fn(step: int) -> torch.Tensor:
+        i = (step - 1) % len(batches)
+        x, y = batches[i]
+        device = _device(model)
+        state = None if i == 0 else detach_state(carry["state"])
+        logits, carry["state"] = model(x.to(device), state)
+        return bits_per_token(logits, y.to(device))
+
+    return loss_fn
+
+
+# ----------------------------------------------------------------- n-gram baselines
+
+
+class NGram:
+    """An exact n-gram model over ids ``0..V-1`` with add-k smoothing, eq. (ch02-addk).
+
+    ``p(w | c) = (count(c, w) + k) / (count(c) + k V)``, where ``c`` is the
+    ``order - 1`` tokens before ``w`` and ``count(c)`` counts the occurrences
+    of ``c`` followed by any token; for ``order=1``, ``count(c)`` is the number
+    of training tokens. The first ``order - 1`` tokens of a scored stream,
+    which lack a full context, are scored by the lower orders (all counts are
+    kept). Counts are stored sparsely, so word vocabularies work too.
+    """
+
+    def __init__(self, order: int, vocab_size: int, k: float = 1.0) -> None:
+        _checks.positive_int("order", order)
+        _checks.positive_int("vocab_size", vocab_size)
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
+            raise ValueError(f"k must be a positive number, got {k!r}")
+        if vocab_size ** order >= 2**62:
+            raise ValueError(f"order {order} with vocab_size {vocab_size} overflows the int64 n-gram keys")
+        self.order, self.vocab_size, self.k = order, vocab_size, float(k)
+        self._counts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def _keys(self, windows: torch.Tensor) -> torch.Tensor:
+        m = windows.shape[1]
+        powers = self.vocab_size ** torch.arange(m - 1, -1, -1, dtype=torch.long)
+        return (windows * powers).sum(1)
+
+    def fit(self, ids: torch.Tensor) -> "NGram":
+        """Count every m-gram, ``m = 1..order``, of the training stream ``ids (N,)``; returns ``self``."""
+        ids = self._ids("ids", ids)
+        if ids.shape[0] < self.order:
+            raise ValueError(f"ids must hold at least order={self.order} tokens, got {ids.shape[0]}")
+        self._counts = []
+        for m in range(1, self.order + 1):
+            windows = ids.unfold(0, m, 1)  # (N - m + 1, m)
+            grams, gram_counts = torch.unique(self._keys(windows), return_counts=True)
+            ctx, ctx_counts = torch.unique(self._keys(windows[:, :-1]), return_counts=True)
+            self._counts.append((grams, gram_counts, ctx, ctx_counts))
+        return self
+
+    def _ids(self, name: str, ids: object) -> torch.Tensor:
+        ids = _checks.tensor(name, ids, ndim=1, kind="int").cpu().long()
+        if ids.numel() and (ids.min() < 0 or ids.max() >= self.vocab_size):
+            raise ValueError(f"{name} must hold ids in 0..{self.vocab_size - 1}")
+        return ids
+
+    @staticmethod
+    def _lookup(sorted_keys: torch.Tensor, counts: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        pos = torch.searchsorted(sorted_keys, keys).clamp(max=max(len(sorted_keys) - 1, 0))
+        found = sorted_keys[pos] == keys
+        return torch.where(found, counts[pos], torch.zeros_like(keys)).double()
+
+    def _log2_probs(self, windows: torch.Tensor) -> torch.Tensor:
+        """``log2 p(w | c)`` for each row ``(c..., w)`` of ``windows (M, m)``."""
+        m = windows.shape[1]
+        grams, gram_counts, ctx, ctx_counts = self._counts[m - 1]
+        joint = self._lookup(grams, gram_counts, self._keys(windows))
+        context = self._lookup(ctx, ctx_counts, self._keys(windows[:, :-1]))
+        return torch.log2((joint + self.k) / (context + self.k * self.vocab_size))
+
+    def log2_probs(self, ids: torch.Tensor) -> torch.Tensor:
+        """``log2 p(ids[t] | ids[t-order+1 .. t-1])`` for every ``t`` of ``ids (N,)``: ``(N,)`` float64."""
+        if not self._counts:
+            raise RuntimeError("fit the model before scoring")
+        ids = self._ids("ids", ids)
+        n, out = ids.shape[0], []
+        for t in range(min(self.order - 1, n)):  # the first tokens: shorter contexts
+            out.append(self._log2_probs(ids[: t + 1].unsqueeze(0)))
+        if n >= self.order:
+            out.append(self._log2_probs(ids.unfold(0, self.order, 1)))
+        return torch.cat(out) if out else torch.zeros(0, dtype=torch.float64)
+
+    def bits(self, ids: torch.Tensor) -> float:
+        """Mean bits per token of a held-out stream ``ids (N,)``: ``-mean log2 p``."""
+        lp = self.log2_probs(ids)
+        if lp.numel() == 0:
+            raise ValueError("ids must hold at least one token")
+        return float(-lp.mean())
+
+
+def fit_ngram(
+    order: int, vocab_size: int, train: torch.Tensor, valid: torch.Tensor, ks: Sequence[float] = (1.0,)
+) -> NGram:
+    """An :class:`NGram` counted on ``train``, with the ``k`` of ``ks`` that gives ``valid`` the fewest bits."""
+    if not ks:
+        raise ValueError("ks must hold at least one value")
+    model = NGram(order, vocab_size, ks[0]).fit(train)
+    best = min(ks, key=lambda k: _with_k(model, k).bits(valid))
+    return _with_k(model, best)
+
+
+def _with_k(model: NGram, k: float) -> NGram:
+    if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
+        raise ValueError(f"ks must hold positive numbers, got {k!r}")
+    model.k = float(k)
+    return model
+
+
+# -------------------------------------------------------------------------- sampling
+
+
+def sample_next(
+    logits: torch.Tensor, temperature: float = 1.0, generator: torch.Generator | None = None
+) -> torch.Tensor:
+    """Draw one id per row from ``softmax(logits / temperature)``, eq. (ch02-temp).
+
+    ``logits (B, V)`` -> ids ``(B,)`` (int64, on the device of ``logits``).
+    ``temperature = 0`` takes the arg-max (the limit ``temperature -> 0``).
+    ``generator`` is a CPU generator; the draw is made on the CPU so the same
+    seed gives the same ids on every device.
+    """
+    _checks.tensor("logits", logits, ndim=2, kind="float")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
+    if temperature == 0:
+        return logits.argmax(-1)
+    probs = torch.softmax(logits.detach().double().cpu() / temperature, dim=-1)
+    return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logits.device)
+
+
+def sample(
+    model: LanguageModel,
+    prompt: torch.Tensor,
+    steps: int,
+    temperature: float = 1.0,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Continue ``prompt (B, T0)`` (or ``(T0,)``) by ``steps`` sampled tokens: ids ``(B, steps)``.
+
+    The model reads the prompt, then feeds each drawn token back in; the
+    model runs in eval mode without gradients (training mode is restored).
+    A 1-d prompt gives a 1-d result ``(steps,)``.
+    """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}")
+    _checks.tensor("prompt", prompt, ndim=(1, 2), kind="int")
+    _checks.positive_int("steps", steps)
+    if prompt.shape[-1] == 0:
+        raise ValueError("prompt must hold at least one token")
+    squeeze = prompt.dim() == 1
+    x = (prompt.unsqueeze(0) if squeeze else prompt).to(_device(model))
+    was_training = model.training
+    model.eval()
+    out = []
+    with torch.no_grad():
+        logits, state = model(x)
+        for _ in range(steps):
+            nxt = sample_next(logits[:, -1], temperature, generator)
+            out.append(nxt)
+            logits, state = model(nxt.unsqueeze(1), state)
+    model.train(was_training)
+    ids = torch.stack(out, dim=1)
+    return ids[0] if squeeze else ids
+
+
+# ---------------------------------------------------------------------------- probes
+
+
+def hidden_states(model: LanguageModel, ids: torch.Tensor, which: str = "h") -> torch.Tensor:
+    """The top layer's state after reading each token of ``ids (N,)``: ``(N, H)``.
+
+    ``which="h"``: the hidden state ``h_t`` (the runner's output); ``which="c"``
+    (LSTM only): the cell state ``c_t``, read by running the model one token at
+    a time and keeping the top layer's ``c``. One row, from a zero state, in
+    eval mode without gradients.
+    """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}")
+    _checks.tensor("ids", ids, ndim=1, kind="int")
+    if ids.numel() == 0:
+        raise ValueError("ids must hold at least one token")
+    if which not in ("h", "c") or (which == "c" and model.kind != "lstm"):
+        raise ValueError(f"which must be 'h', or 'c' for an LSTM, got {which!r} for kind {model.kind!r}")
+    was_training = model.training
+    model.eval()
+    x = model.embedding(ids.to(_device(model)).unsqueeze(0))  # (1, N, E)
+    with torch.no_grad():
+        if which == "h":
+            out = model.rnn(x)[0][0]
+        else:
+            state, cells = None, []
+            for t in range(x.shape[1]):
+                _, state = model.rnn(x[:, t : t + 1], state)
+                cells.append(state[1][-1, 0])  # top layer's c_t
+            out = torch.stack(cells)
+    model.train(was_training)
+    return out.detach()
+
+
+def inside_brackets(text: str, open: str = "[", close: str = "]") -> torch.Tensor:
+    """``(N,)`` float: 1 at characters inside a bracketed span (the brackets included), else 0.
+
+    Brackets do not nest in the feature: an ``open`` starts a span, the next
+    ``close`` ends it.
+    """
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    if len(open) != 1 or len(close) != 1 or open == close:
+        raise ValueError(f"open and close must be two different characters, got {open!r}, {close!r}")
+    out, inside = [], False
+    for ch in text:
+        if ch == open:
+            inside = True
+        out.append(1.0 if inside else 0.0)
+        if ch == close:
+            inside = False
+    return torch.tensor(out)
+
+
+def position_in_line(text: str) -> torch.Tensor:
+    """``(N,)`` float: how many characters precede each character on its line (0 after a newline)."""
+    if not isinstance(text, str):
+        raise TypeError(f"text must be a str, got {type(text).__name__}")
+    out, col = [], 0
+    for ch in text:
+        out.append(float(col))
+        col = 0 if ch == "\n" else col + 1
+    return torch.tensor(out)
+
+
+def best_unit(activations: torch.Tensor, feature: torch.Tensor) -> tuple[int, float]:
+    """The unit whose activation correlates most (in absolute value) with ``feature``.
+
+    ``activations (N, H)``, ``feature (N,)``; returns ``(index, r)`` with
+    ``r`` Pearson's correlation (signed). Units that never vary get ``r = 0``.
+    """
+    a = _checks.tensor("activations", activations, ndim=2, kind="float").double()
+    f = _checks.tensor("feature", feature, ndim=1, kind="float").double().to(a.device)
+    _checks.size_matches("feature", f.shape[0], a.shape[0], "length")
+    if a.shape[0] < 2:
+        raise ValueError("activations must hold at least two time steps")
+    r = pearson(a, f)
+    i = int(r.abs().argmax())
+    return i, float(r[i])
+
+
+def pearson(activations: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
+    """Pearson's r of every column of ``activations (N, H)`` with ``feature (N,)``: ``(H,)``."""
+    a = activations - activations.mean(0)
+    f = feature - feature.mean()
+    num = (a * f[:, None]).sum(0)
+    den = a.pow(2).sum(0).sqrt() * f.pow(2).sum().sqrt()
+    return torch.where(den > 0, num / den.clamp_min(1e-300), torch.zeros_like(num))
+
+
+def distinct_ngrams(ids: torch.Tensor, n: int) -> float:
+    """The fraction of the n-grams of ``ids (N,)`` that are distinct (1 = no n-gram repeats)."""
+    _checks.tensor("ids", ids, ndim=1, kind="int")
+    _checks.positive_int("n", n)
+    if ids.shape[0] < n:
+        raise ValueError(f"ids must hold at least n={n} tokens, got {ids.shape[0]}")
+    windows = ids.cpu().unfold(0, n, 1)
+    return torch.unique(windows, dim=0).shape[0] / windows.shape[0]

@@ -1,0 +1,202 @@
+"""papers30.data.images: the committed image set, its loader and the augmentation.
+
+The loader is checked against the raw ``.npz`` read with NumPy alone, and the
+augmentation against a per-image reference written with explicit slicing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from importlib import resources
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+
+from papers30.data.images import IMAGE_SETS, augment, class_names, load_images
+
+ASSET = resources.files("papers30.data") / "assets" / "fashion_mnist.npz"
+# sha256 of the committed file, and of its arrays' bytes (x_test, x_train, y_test, y_train).
+FILE_SHA256 = "4a5c718784d6d584ca1290399cf279ff31526b5a17197920443c3767ac51ab95"
+CONTENT_SHA256 = "795822248b143bc91625591b849db3bf455e5382280c94cacf0556cd7cab3671"
+SIZES = {"train": 10_000, "test": 2_000}
+
+
+@pytest.fixture(scope="module")
+def raw():
+    with resources.as_file(ASSET) as path, np.load(path) as data:
+        return {k: data[k] for k in data.files}
+
+
+# ---------------------------------------------------------------- the committed file
+
+
+def test_committed_file_checksum():
+    with resources.as_file(ASSET) as path:
+        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        size = path.stat().st_size
+    assert digest == FILE_SHA256
+    assert size <= 6 * 2**20
+
+
+def test_committed_arrays_checksum(raw):
+    assert sorted(raw) == ["x_test", "x_train", "y_test", "y_train"]
+    digest = hashlib.sha256(b"".join(raw[k].tobytes() for k in sorted(raw))).hexdigest()
+    assert digest == CONTENT_SHA256
+
+
+def test_splits_are_disjoint(raw):
+    train = {img.tobytes() for img in raw["x_train"]}
+    test = {img.tobytes() for img in raw["x_test"]}
+    assert len(train) == SIZES["train"] and len(test) == SIZES["test"]  # no duplicates inside
+    assert not train & test
+
+
+# ---------------------------------------------------------------- load_images
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_images_matches_raw_arrays(split, raw):
+    x, y = load_images("fashion_mnist", split)
+    n = SIZES[split]
+    assert x.shape == (n, 1, 28, 28) and x.dtype == torch.float32
+    assert y.shape == (n,) and y.dtype == torch.int64
+    np.testing.assert_allclose(x[:, 0].numpy(), raw[f"x_{split}"] / 255.0, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(y.numpy(), raw[f"y_{split}"])
+    assert x.min().item() == 0.0 and x.max().item() == 1.0
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_images_is_class_balanced(split):
+    _, y = load_images(split=split)
+    counts = torch.bincount(y, minlength=10)
+    assert counts.tolist() == [SIZES[split] // 10] * 10
+    assert len(class_names()) == 10 == len(IMAGE_SETS["fashion_mnist"])
+    assert class_names("fashion_mnist")[9] == "ankle boot"
+
+
+def test_load_images_is_shuffled_and_deterministic():
+    x1, y1 = load_images()
+    x2, y2 = load_images()
+    assert torch.equal(x1, x2) and torch.equal(y1, y2)
+    assert len(set(y1[:50].tolist())) > 5  # not sorted by class
+
+
+def test_load_images_returns_fresh_tensors():
+    x1, _ = load_images(split="test")
+    x1.zero_()
+    x2, _ = load_images(split="test")
+    assert x2.sum().item() > 0
+
+
+def test_load_images_on_device():
+    x, y = load_images(split="test", device="cpu")
+    assert x.device.type == "cpu" and y.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,word",
+    [
+        (dict(name=3), TypeError, "name"),
+        (dict(name="imagenet"), ValueError, "name"),
+        (dict(split=0), TypeError, "split"),
+        (dict(split="val"), ValueError, "split"),
+        (dict(device=0), TypeError, "device"),
+    ],
+)
+def test_load_images_bad_inputs(kwargs, exc, word):
+    with pytest.raises(exc, match=word):
+        load_images(**kwargs)
+
+
+def test_class_names_bad_name():
+    with pytest.raises(ValueError, match="name"):
+        class_names("cifar10")
+
+
+# ---------------------------------------------------------------- augment
+
+
+def reference_augment(images, dy, dx, mirror, padding):
+    """Per-image crop of the zero-padded image at (dy, dx), then an optional flip."""
+    B, C, H, W = images.shape
+    padded = torch.zeros(B, C, H + 2 * padding, W + 2 * padding, dtype=images.dtype)
+    padded[:, :, padding : padding + H, padding : padding + W] = images
+    out = torch.empty_like(images)
+    for i in range(B):
+        crop = padded[i, :, dy[i] : dy[i] + H, dx[i] : dx[i] + W]
+        out[i] = crop.flip(-1) if mirror[i] else crop
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 28, 28), (5, 3, 7, 9), (16, 1, 4, 4)])
+@pytest.mark.parametrize("padding", [1, 2, 4])
+def test_augment_matches_reference(shape, padding):
+    images = torch.rand(*shape, generator=torch.Generator().manual_seed(0))
+    got = augment(images, torch.Generator().manual_seed(7), padding=padding)
+    # replay the generator's draws in augment's order: offsets, then flips
+    g = torch.Generator().manual_seed(7)
+    dy, dx = torch.randint(0, 2 * padding + 1, (2, shape[0]), generator=g)
+    mirror = torch.rand(shape[0], generator=g) < 0.5
+    want = reference_augment(images, dy, dx, mirror, padding)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+
+
+def test_augment_is_deterministic_given_the_generator():
+    x, _ = load_images(split="test")
+    a = augment(x[:64], torch.Generator().manual_seed(1))
+    b = augment(x[:64], torch.Generator().manual_seed(1))
+    c = augment(x[:64], torch.Generator().manual_seed(2))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, c)
+
+
+def test_augment_identity_settings_copy_input(gen):
+    x = torch.rand(3, 2, 5, 5, generator=gen)
+    y = augment(x, gen, padding=0, flip=False)
+    assert torch.equal(x, y) and y.data_ptr() != x.data_ptr()
+
+
+def test_augment_flip_only_mirrors_about_half(gen):
+    x = torch.rand(400, 1, 6, 6, generator=gen)
+    y = augment(x, gen, padding=0, flip=True)
+    flipped = torch.tensor([torch.equal(a, b.flip(-1)) for a, b in zip(x, y)])
+    kept = torch.tensor([torch.equal(a, b) for a, b in zip(x, y)])
+    assert bool((flipped | kept).all())
+    assert 150 < int(flipped.sum()) < 250
+
+
+@given(
+    padding=st.integers(0, 3),
+    flip=st.booleans(),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_augment_properties(padding, flip, seed):
+    """Shape, dtype and range are kept; a crop never invents pixels; mass can only fall."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.rand(6, 2, 8, 8, generator=g)
+    y = augment(x, g, padding=padding, flip=flip)
+    assert y.shape == x.shape and y.dtype == x.dtype
+    assert y.min() >= 0 and y.max() <= 1
+    assert bool((y.sum(dim=(1, 2, 3)) <= x.sum(dim=(1, 2, 3)) + 1e-5).all())
+    values = set(x.flatten().tolist()) | {0.0}
+    assert set(y.flatten().tolist()) <= values
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,word",
+    [
+        ((np.zeros((1, 1, 4, 4)),), {}, TypeError, "images"),
+        ((torch.zeros(1, 4, 4),), {}, ValueError, "images"),
+        ((torch.zeros(1, 1, 4, 4, dtype=torch.uint8),), {}, TypeError, "images"),
+        ((torch.zeros(1, 1, 4, 4), 3), {}, TypeError, "generator"),
+        ((torch.zeros(1, 1, 4, 4),), dict(padding=1.5), TypeError, "padding"),
+        ((torch.zeros(1, 1, 4, 4),), dict(padding=-1), ValueError, "padding"),
+        ((torch.zeros(1, 1, 4, 4),), dict(flip=1), TypeError, "flip"),
+    ],
+)
+def test_augment_bad_inputs(args, kwargs, exc, word):
+    with pytest.raises(exc, match=word):
+        augment(*args, **kwargs)

@@ -1,0 +1,339 @@
+"""papers30.residual against hand-composed torch references (float64, tolerance 1e-10)."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from papers30.residual import (CifarResNet, PadShortcut, PlainBlock, ResidualBlock, make_shortcut,
+                               weight_layers)
+
+DT = torch.float64
+TOL = dict(rtol=1e-10, atol=1e-10)
+
+# (in_channels, out_channels, stride, H, W): same shape, wider, strided, both, odd sizes, 1x1.
+BLOCK_SHAPES = [
+    (3, 3, 1, 5, 5),
+    (2, 4, 1, 4, 6),
+    (3, 5, 2, 6, 6),
+    (2, 3, 2, 7, 5),
+    (2, 2, 2, 3, 3),
+    (1, 2, 2, 1, 1),
+]
+
+
+def randomise_norms(module: nn.Module, g: torch.Generator) -> None:
+    """Give every batch norm non-trivial affine parameters and running statistics."""
+    for m in module.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.weight.copy_(torch.rand(m.weight.shape, generator=g, dtype=DT) + 0.5)
+                m.bias.copy_(torch.randn(m.bias.shape, generator=g, dtype=DT))
+                m.running_mean.copy_(torch.randn(m.running_mean.shape, generator=g, dtype=DT))
+                m.running_var.copy_(torch.rand(m.running_var.shape, generator=g, dtype=DT) + 0.5)
+
+
+def torch_branch(block: PlainBlock, dt=DT) -> nn.Sequential:
+    """``F`` of a block rebuilt from fresh torch.nn layers with the block's weights copied in."""
+    c_in, c_out = block.conv1.in_channels, block.conv1.out_channels
+    ref = nn.Sequential(
+        nn.Conv2d(c_in, c_out, 3, stride=block.conv1.stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+    ).to(dt)
+    for i, name in [(0, "conv1"), (1, "bn1"), (3, "conv2"), (4, "bn2")]:
+        ref[i].load_state_dict(getattr(block, name).state_dict())
+    ref.train(block.training)
+    return ref
+
+
+def pad_reference(x: torch.Tensor, out_channels: int, stride: int) -> torch.Tensor:
+    """Option A by brute force: copy every stride-th pixel into a zero tensor of the output shape."""
+    B, C, H, W = x.shape
+    Ho, Wo = math.ceil(H / stride), math.ceil(W / stride)
+    out = torch.zeros(B, out_channels, Ho, Wo, dtype=x.dtype)
+    for i in range(Ho):
+        for j in range(Wo):
+            out[:, :C, i, j] = x[:, :, i * stride, j * stride]
+    return out
+
+
+def make_block(c_in, c_out, stride, shortcut, g, train):
+    block = ResidualBlock(c_in, c_out, stride, shortcut).to(DT)
+    randomise_norms(block, g)
+    return block.train(train)
+
+
+# ---------------------------------------------------------------- blocks
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,H,W", BLOCK_SHAPES)
+@pytest.mark.parametrize("train", [False, True])
+def test_residual_block_pad_matches_hand_composed_torch_reference(c_in, c_out, stride, H, W, train, gen):
+    block = make_block(c_in, c_out, stride, "pad", gen, train)
+    x = torch.randn(3, c_in, H, W, generator=gen, dtype=DT)
+    want = F.relu(torch_branch(block)(x) + pad_reference(x, c_out, stride))
+    got = block(x)
+    assert got.shape == (3, c_out, math.ceil(H / stride), math.ceil(W / stride))
+    torch.testing.assert_close(got, want, **TOL)
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,H,W", BLOCK_SHAPES)
+@pytest.mark.parametrize("train", [False, True])
+def test_residual_block_projection_matches_hand_composed_torch_reference(c_in, c_out, stride, H, W, train, gen):
+    block = make_block(c_in, c_out, stride, "projection", gen, train)
+    x = torch.randn(2, c_in, H, W, generator=gen, dtype=DT)
+    if c_in == c_out and stride == 1:
+        shortcut = x  # the identity, whatever the option
+        assert isinstance(block.shortcut, nn.Identity)
+    else:
+        conv = nn.Conv2d(c_in, c_out, 1, stride=stride, bias=False).to(DT)
+        norm = nn.BatchNorm2d(c_out).to(DT).train(train)
+        conv.load_state_dict(block.shortcut[0].state_dict())
+        norm.load_state_dict(block.shortcut[1].state_dict())
+        shortcut = norm(conv(x))
+    want = F.relu(torch_branch(block)(x) + shortcut)
+    torch.testing.assert_close(block(x), want, **TOL)
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,H,W", BLOCK_SHAPES)
+def test_plain_block_matches_hand_composed_torch_reference(c_in, c_out, stride, H, W, gen):
+    block = PlainBlock(c_in, c_out, stride).to(DT)
+    randomise_norms(block, gen)
+    x = torch.randn(2, c_in, H, W, generator=gen, dtype=DT)
+    torch.testing.assert_close(block(x), F.relu(torch_branch(block)(x)), **TOL)
+    torch.testing.assert_close(block.branch(x), torch_branch(block)(x), **TOL)
+
+
+@given(c=st.integers(1, 4), h=st.integers(1, 6), w=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_residual_block_with_zeroed_branch_is_relu_of_input_closed_form(c, h, w, seed):
+    """With the last batch norm's scale and shift at zero, F(x) = 0 and the block is ReLU(x)."""
+    g = torch.Generator().manual_seed(seed)
+    block = ResidualBlock(c, c).to(DT)
+    randomise_norms(block, g)
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+    x = torch.randn(2, c, h, w, generator=g, dtype=DT)
+    torch.testing.assert_close(block.train()(x), torch.relu(x), **TOL)
+    torch.testing.assert_close(block.eval()(x), torch.relu(x), **TOL)
+
+
+def test_residual_block_with_zeroed_branch_and_pad_shortcut_is_relu_of_padded_input(gen):
+    block = ResidualBlock(2, 5, stride=2).to(DT)
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+    x = torch.randn(2, 2, 7, 7, generator=gen, dtype=DT)
+    torch.testing.assert_close(block(x), torch.relu(pad_reference(x, 5, 2)), **TOL)
+
+
+def test_plain_block_with_zeroed_branch_is_zero_unlike_the_residual_block(gen):
+    """The contrast the chapter draws: a zero residual passes the signal on, a zero plain block kills it."""
+    plain, res = PlainBlock(3, 3).to(DT), ResidualBlock(3, 3).to(DT)
+    res.load_state_dict(plain.state_dict())
+    for b in (plain, res):
+        with torch.no_grad():
+            b.bn2.weight.zero_()
+    x = torch.randn(2, 3, 4, 4, generator=gen, dtype=DT)
+    assert torch.count_nonzero(plain(x)) == 0
+    assert torch.count_nonzero(res(x)) == torch.count_nonzero(torch.relu(x)) > 0
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,H,W", BLOCK_SHAPES)
+def test_pad_shortcut_matches_brute_force_loop(c_in, c_out, stride, H, W, gen):
+    x = torch.randn(2, c_in, H, W, generator=gen, dtype=DT)
+    torch.testing.assert_close(PadShortcut(c_in, c_out, stride)(x), pad_reference(x, c_out, stride), **TOL)
+
+
+def test_make_shortcut_kinds_by_hand():
+    assert isinstance(make_shortcut(4, 4, 1, "pad"), nn.Identity)
+    assert isinstance(make_shortcut(4, 4, 1, "projection"), nn.Identity)
+    assert isinstance(make_shortcut(4, 8, 2, "pad"), PadShortcut)
+    proj = make_shortcut(4, 8, 2, "projection")
+    assert isinstance(proj[0], nn.Conv2d) and proj[0].kernel_size == (1, 1) and proj[0].stride == (2, 2)
+    assert isinstance(proj[1], nn.BatchNorm2d)
+    assert sum(p.numel() for p in make_shortcut(4, 8, 2, "pad").parameters()) == 0
+
+
+@pytest.mark.parametrize("shortcut", ["pad", "projection"])
+def test_residual_block_gradient_matches_numerical_gradient(shortcut, gen):
+    block = make_block(2, 3, 2, shortcut, gen, train=True)
+    x = torch.randn(2, 2, 4, 4, generator=gen, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x,), eps=1e-6, atol=1e-6)
+
+
+def test_block_gradient_reaches_the_input_through_the_shortcut_when_the_branch_is_zero(gen):
+    """d ReLU(0 + x)/dx = 1 where x > 0: the identity path carries the gradient unchanged."""
+    block = ResidualBlock(2, 2).to(DT)
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+    x = torch.randn(2, 2, 3, 3, generator=gen, dtype=DT, requires_grad=True)
+    block(x).sum().backward()
+    torch.testing.assert_close(x.grad, (x > 0).to(DT), **TOL)
+
+
+# ---------------------------------------------------------------- the network
+
+
+def functional_net(net: CifarResNet, x: torch.Tensor) -> torch.Tensor:
+    """Eval-mode forward pass written with torch.nn.functional and the net's tensors only."""
+
+    def bn(t, m):
+        return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    h = F.relu(bn(F.conv2d(x, net.stem[0].weight, padding=1), net.stem[1]))
+    for b in net.blocks:
+        f = F.relu(bn(F.conv2d(h, b.conv1.weight, stride=b.conv1.stride, padding=1), b.bn1))
+        f = bn(F.conv2d(f, b.conv2.weight, padding=1), b.bn2)
+        if isinstance(b, ResidualBlock):
+            f = f + pad_reference(h, f.shape[1], b.conv1.stride[0])
+        h = F.relu(f)
+    return F.linear(h.mean(dim=(2, 3)), net.fc.weight, net.fc.bias)
+
+
+@pytest.mark.parametrize("residual", [False, True])
+@pytest.mark.parametrize("depth,H", [(8, 28), (14, 9), (8, 1)])
+def test_net_matches_functional_composition(depth, H, residual, gen):
+    net = CifarResNet(depth, residual=residual, widths=(2, 3, 4), num_classes=5).to(DT)
+    randomise_norms(net, gen)
+    net.eval()
+    x = torch.randn(2, 1, H, H, generator=gen, dtype=DT)
+    got = net(x)
+    assert got.shape == (2, 5)
+    torch.testing.assert_close(got, functional_net(net, x), **TOL)
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20, 32, 56])
+def test_plain_and_residual_nets_have_equal_parameter_counts(depth):
+    plain = CifarResNet(depth, residual=False)
+    res = CifarResNet(depth, residual=True)
+    assert sum(p.numel() for p in plain.parameters()) == sum(p.numel() for p in res.parameters())
+    assert plain.state_dict().keys() == res.state_dict().keys()
+    res.load_state_dict(plain.state_dict())  # strict: same tensors, same names
+
+
+def test_projection_shortcuts_add_exactly_two_1x1_convolutions_and_norms_closed_form():
+    w = (16, 32, 64)
+    plain = sum(p.numel() for p in CifarResNet(20, residual=False, widths=w).parameters())
+    proj = sum(p.numel() for p in CifarResNet(20, widths=w, shortcut="projection").parameters())
+    extra = (w[0] * w[1] + 2 * w[1]) + (w[1] * w[2] + 2 * w[2])
+    assert proj - plain == extra
+
+
+@pytest.mark.parametrize("depth", [8, 14, 20, 32, 110])
+@pytest.mark.parametrize("shortcut", ["pad", "projection"])
+def test_depth_equals_weight_layer_count_closed_form(depth, shortcut):
+    net = CifarResNet(depth, shortcut=shortcut, widths=(2, 2, 2) if shortcut == "pad" else (2, 3, 4))
+    n = (depth - 2) // 6
+    assert len(net.blocks) == 3 * n
+    assert weight_layers(net) == depth == 6 * n + 2
+    convs = sum(isinstance(m, nn.Conv2d) for m in net.modules())
+    assert convs == depth - 1 + (2 if shortcut == "projection" else 0)
+
+
+def test_stages_halve_resolution_and_widen_by_hand():
+    net = CifarResNet(14, widths=(4, 6, 8)).eval()
+    h = net.stem(torch.zeros(1, 1, 28, 28))
+    shapes = []
+    for b in net.blocks:
+        h = b(h)
+        shapes.append(tuple(h.shape[1:]))
+    assert shapes == [(4, 28, 28)] * 2 + [(6, 14, 14)] * 2 + [(8, 7, 7)] * 2
+
+
+def test_he_initialisation_std_closed_form():
+    """kaiming_normal_(mode='fan_out'): std = sqrt(2 / (out_channels * 3 * 3))."""
+    torch.manual_seed(0)
+    net = CifarResNet(8, widths=(64, 64, 64))
+    w = net.blocks[1].conv1.weight
+    assert abs(w.std().item() - math.sqrt(2 / (64 * 9))) < 0.02 * math.sqrt(2 / (64 * 9))
+    assert torch.equal(net.blocks[1].bn1.weight, torch.ones(64))
+
+
+def test_net_gradient_matches_numerical_gradient(gen):
+    net = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
+    x = torch.randn(2, 1, 4, 4, generator=gen, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(net, (x,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_net_runs_on_the_device_of_its_input():
+    net = CifarResNet(8, widths=(2, 3, 4)).cuda()
+    assert net(torch.randn(2, 1, 8, 8, device="cuda")).device.type == "cuda"
+
+
+# ---------------------------------------------------------------- bad inputs
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,name",
+    [
+        (dict(depth=9), ValueError, "depth"),
+        (dict(depth=2), ValueError, "depth"),
+        (dict(depth=0), ValueError, "depth"),
+        (dict(depth=20.0), TypeError, "depth"),
+        (dict(depth=True), TypeError, "depth"),
+        (dict(depth=8, residual=1), TypeError, "residual"),
+        (dict(depth=8, widths=(4, 8)), ValueError, "widths"),
+        (dict(depth=8, widths=(4, 0, 8)), ValueError, "widths"),
+        (dict(depth=8, widths=(4, 8, 6)), ValueError, "out_channels"),
+        (dict(depth=8, in_channels=0), ValueError, "in_channels"),
+        (dict(depth=8, num_classes=1.5), TypeError, "num_classes"),
+        (dict(depth=8, shortcut="zeros"), ValueError, "shortcut"),
+        (dict(depth=8, shortcut=None), TypeError, "shortcut"),
+    ],
+)
+def test_net_rejects_bad_arguments_naming_them(kwargs, exc, name):
+    with pytest.raises(exc, match=name):
+        CifarResNet(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "args,exc,name",
+    [
+        ((0, 4), ValueError, "in_channels"),
+        ((4, 2), ValueError, "out_channels"),
+        ((4, 4, 0), ValueError, "stride"),
+        ((4, 4, 1.0), TypeError, "stride"),
+        ((4, 4, 1, "zero"), ValueError, "shortcut"),
+    ],
+)
+def test_block_and_shortcut_reject_bad_arguments_naming_them(args, exc, name):
+    with pytest.raises(exc, match=name):
+        ResidualBlock(*args)
+    with pytest.raises(exc, match=name):
+        make_shortcut(*args)
+
+
+@pytest.mark.parametrize(
+    "module,c", [(PlainBlock(2, 2), 2), (ResidualBlock(2, 4, 2), 2), (CifarResNet(8, widths=(2, 2, 2)), 1)]
+)
+@pytest.mark.parametrize(
+    "make,exc",
+    [
+        (lambda c: torch.zeros(2, c, 4), ValueError),
+        (lambda c: torch.zeros(2, c + 1, 4, 4), ValueError),
+        (lambda c: torch.zeros(2, c, 4, 4, dtype=torch.long), TypeError),
+        (lambda c: [[0.0] * c], TypeError),
+    ],
+)
+def test_forward_rejects_bad_input_naming_x(module, c, make, exc):
+    with pytest.raises(exc, match="^x "):
+        module(make(c))
+
+
+def test_weight_layers_rejects_non_module():
+    with pytest.raises(TypeError, match="model"):
+        weight_layers([nn.Linear(2, 2)])
+
+
+# ---------------------------------------------------------------- the plot helper this chapter added
