@@ -9,7 +9,8 @@ module               what it holds (chapters)
 ``runtime``          device choice, seeding, the ``PAPERS30_SCALE`` setting
 ``ledger``           the reproduction ledger: measured claims and their criteria
 ``papers``           the registry of the thirty papers (``data/papers.toml``)
-``complexity``       compressed size, coarse-graining, a mixing cup (1, 19, 23, 25)
+``complexity``       compressed size, coarse-graining, a mixing cup, the coffee
+                     automaton (1, 19, 23, 25)
 ``recurrent``        RNN, LSTM and GRU cells gate by gate, multi-layer runners
                      with dropout placement (2, 3, 4, 21)
 ``language``         recurrent language models, bits per token, exact n-gram
@@ -22,13 +23,24 @@ module               what it holds (chapters)
                      8, 13, 14, 16, 18, 20, 22, 27, 30)
 ``pointer``          pointer decoder and pointer network (6, 8)
 ``sets``             the Read-Process-Write process block, set2set (8, 12)
-``convolution``      local response normalisation, a small AlexNet (7)
-``residual``         residual and plain blocks, CIFAR-style ResNets (10, 15)
+``convolution``      local response normalisation, a small AlexNet (7),
+                     dilated convolutions and receptive fields (11)
+``residual``         plain, residual and pre-activation blocks, CIFAR-style
+                     ResNets, signal and gradient norms through depth (10, 15)
 ``distributed``      GPipe pipeline parallelism over processes (9)
+``graphs``           message passing neural networks: edge network, GRU
+                     update, set2set readout (12)
+``seq2seq``          RNN encoder-decoder and RNNsearch with additive attention
+                     (14)
+``relational``       relation networks over object pairs (16)
+``memory``           the relational memory core (18)
+``ntm``              Neural Turing Machine addressing, heads and cell (20)
 ``transformer``      sinusoidal positions, encoder-decoder Transformer, label
                      smoothing, warm-up schedule, greedy decoding (13, 22, 27)
 ``data``             committed text and images (``data.text``, ``data.images``),
-                     geometry (``data.geometry``) and seeded synthetic tasks
+                     geometry (``data.geometry``), molecules (``data.graphs``),
+                     Sort-of-CLEVR (``data.sort_of_clevr``) and seeded
+                     synthetic tasks (``data.synthetic``)
 ``metrics``          BLEU and exact match (13, 14)
 ``training``         a small, explicit training loop
 ``plotting``         the book's figure style and plot helpers

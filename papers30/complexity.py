@@ -290,3 +290,249 @@ def row_arrangement_bits(states: torch.Tensor) -> torch.Tensor:
     c = states.sum(dim=-1, dtype=torch.float64)  # (..., H)
     log_comb = math.lgamma(w + 1) - torch.lgamma(c + 1) - torch.lgamma(w - c + 1)
     return (log_comb / math.log(2)).sum(dim=-1).cpu()
+
+
+# ---------------------------------------------------------------------------
+# Chapter 19: the coffee automaton of Aaronson, Carroll and Ouellette (2014).
+# The interacting model is :func:`mix` above; what follows adds the
+# non-interacting model, the paper's sliding-window coarse-graining with
+# thresholding, and the helpers of the scaling study.
+
+
+def cream_particles(
+    height: int, width: int, batch: int = 1, device: torch.device | str | None = None
+) -> torch.Tensor:
+    """Cream particles of the unmixed cup, one per cell of the top half, for the non-interacting model.
+
+    Returns int64 positions ``(row, column)`` of shape ``(B, M, 2)`` with
+    ``M = height // 2 * width`` particles, in row-major order; ``height`` must
+    be even. :func:`occupancy` turns them back into the picture of
+    :func:`cream_on_top`.
+    """
+    _checks.positive_int("height", height)
+    _checks.positive_int("width", width)
+    _checks.positive_int("batch", batch)
+    if height % 2:
+        raise ValueError(f"height must be even, got {height}")
+    rows = torch.arange(height // 2, device=device).repeat_interleave(width)
+    cols = torch.arange(width, device=device).repeat(height // 2)
+    return torch.stack([rows, cols], dim=1).expand(batch, -1, -1).clone()
+
+
+def _walk_move(
+    rows: torch.Tensor, cols: torch.Tensor, directions: torch.Tensor, height: int, width: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Move every particle ``(rows, cols)`` (each ``(B, M)``) one cell in ``directions`` ``(B, M)``
+    (0 up, 1 down, 2 left, 3 right); a move through a wall is rejected (the particle stays)."""
+    # the row and column steps by comparisons (a table lookup is far slower on a busy CPU)
+    dy = (directions == 1).to(rows.dtype) - (directions == 0).to(rows.dtype)
+    dx = (directions == 3).to(cols.dtype) - (directions == 2).to(cols.dtype)
+    new_r, new_c = rows + dy, cols + dx
+    rows = torch.where((new_r >= 0) & (new_r < height), new_r, rows)
+    cols = torch.where((new_c >= 0) & (new_c < width), new_c, cols)
+    return rows, cols
+
+
+def random_walk(
+    positions: torch.Tensor,
+    height: int,
+    width: int,
+    steps: int,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The non-interacting model: every cream particle walks on its own for ``steps`` time steps.
+
+    ``positions`` ``(B, M, 2)`` are int64 ``(row, column)`` cells of an
+    ``(H, W)`` grid with closed walls; any number of particles may share a
+    cell. One time step is two moves; in each, every particle picks one of its
+    four neighbours uniformly at random and moves there unless a wall is in
+    the way. Two moves give a variance of one cell squared per axis per step,
+    the same diffusion constant ``D = 1/2`` as :func:`mix`. Returns the new
+    ``(B, M, 2)`` positions.
+    """
+    _checks.tensor("positions", positions, ndim=3, kind="int")
+    _checks.positive_int("height", height)
+    _checks.positive_int("width", width)
+    if positions.shape[-1] != 2:
+        raise ValueError(f"positions must have shape (B, M, 2), got {tuple(positions.shape)}")
+    if isinstance(steps, bool) or not isinstance(steps, int):
+        raise TypeError(f"steps must be an int, got {type(steps).__name__}")
+    if steps < 0:
+        raise ValueError(f"steps must be non-negative, got {steps}")
+    if positions.numel() and (
+        positions.min() < 0 or (positions[..., 0].max() >= height) or (positions[..., 1].max() >= width)
+    ):
+        raise ValueError(f"positions must lie inside the {height} x {width} grid")
+    rows, cols = positions[..., 0].to(torch.int32), positions[..., 1].to(torch.int32)
+    for _ in range(2 * steps):
+        directions = torch.randint(0, 4, rows.shape, generator=generator, device=rows.device)
+        rows, cols = _walk_move(rows, cols, directions, height, width)
+    return torch.stack([rows, cols], dim=-1).to(positions.dtype)
+
+
+def occupancy(positions: torch.Tensor, height: int, width: int) -> torch.Tensor:
+    """Number of particles in every cell: int64 ``(B, H, W)`` from positions ``(B, M, 2)``."""
+    _checks.tensor("positions", positions, ndim=3, kind="int")
+    _checks.positive_int("height", height)
+    _checks.positive_int("width", width)
+    b = positions.shape[0]
+    flat = positions[..., 0] * width + positions[..., 1]  # (B, M)
+    counts = torch.zeros(b, height * width, dtype=torch.int64, device=positions.device)
+    counts.scatter_add_(1, flat.long(), torch.ones_like(flat, dtype=torch.int64))
+    return counts.view(b, height, width)
+
+
+def coffee_run(
+    size: int,
+    times: Sequence[int],
+    model: str = "interacting",
+    batch: int = 1,
+    generator: torch.Generator | None = None,
+    device: torch.device | str | None = None,
+) -> torch.Tensor:
+    """Snapshots of the ``size x size`` coffee automaton at the non-decreasing ``times`` (steps).
+
+    ``model="interacting"``: cream and coffee cells swap with neighbours
+    (:func:`mixing_run`), and the snapshots are bool ``(S, B, n, n)``.
+    ``model="non-interacting"``: cream particles walk independently
+    (:func:`random_walk`), and the snapshots are int64 particle counts
+    ``(S, B, n, n)``. Both start from the cream-on-top cup; ``generator``
+    must live on ``device``.
+    """
+    _checks.positive_int("size", size)
+    _checks.one_of("model", model, ("interacting", "non-interacting"))
+    times = list(times)
+    if not times:
+        raise ValueError("times must not be empty")
+    if any(isinstance(t, bool) or not isinstance(t, int) for t in times):
+        raise TypeError("times must hold ints")
+    if times[0] < 0 or any(times[i + 1] < times[i] for i in range(len(times) - 1)):
+        raise ValueError(f"times must be non-negative and non-decreasing, got {times[:5]}...")
+    if model == "interacting":
+        return mixing_run(cream_on_top(size, size, batch, device=device), times, generator)
+    pos = cream_particles(size, size, batch, device=device)
+    snapshots, now = [], 0
+    for t in times:
+        pos = random_walk(pos, size, size, t - now, generator)
+        now = t
+        snapshots.append(occupancy(pos, size, size))
+    return torch.stack(snapshots)
+
+
+def window_sums(x: torch.Tensor, g: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Sum of ``x`` over the ``g x g`` window centred on every cell, clipped at the walls.
+
+    ``x`` is bool or integer of shape ``(..., H, W)`` and ``g`` is odd.
+    Returns int64 ``(sums, cells)``: the sums, shape ``(..., H, W)``, and the
+    number of cells each clipped window covers, shape ``(H, W)``. Computed
+    from a summed-area table, so the cost does not grow with ``g``.
+    """
+    _checks.tensor("x", x)
+    if x.is_floating_point() or x.is_complex():
+        raise TypeError(f"x must be a bool or integer tensor, got {x.dtype}")
+    if x.dim() < 2:
+        raise ValueError(f"x must have at least 2 dimensions (..., H, W), got shape {tuple(x.shape)}")
+    _checks.positive_int("g", g)
+    if g % 2 == 0:
+        raise ValueError(f"g must be odd, so that a window has a centre cell, got {g}")
+    h, w = x.shape[-2:]
+    r = g // 2
+    table = torch.nn.functional.pad(x.long().cumsum(-2).cumsum(-1), (1, 0, 1, 0))  # (..., H+1, W+1)
+    dev = x.device
+    lo_y = (torch.arange(h, device=dev) - r).clamp(min=0)
+    hi_y = (torch.arange(h, device=dev) + r + 1).clamp(max=h)
+    lo_x = (torch.arange(w, device=dev) - r).clamp(min=0)
+    hi_x = (torch.arange(w, device=dev) + r + 1).clamp(max=w)
+    rows_hi, rows_lo = table[..., hi_y, :], table[..., lo_y, :]
+    sums = rows_hi[..., hi_x] - rows_hi[..., lo_x] - rows_lo[..., hi_x] + rows_lo[..., lo_x]
+    cells = (hi_y - lo_y)[:, None] * (hi_x - lo_x)[None, :]
+    return sums, cells
+
+
+def coarse_threshold(x: torch.Tensor, g: int, levels: int = 3) -> torch.Tensor:
+    """The paper's coarse-grained picture: window means over ``g x g``, then ``levels`` levels.
+
+    Cell ``(i, j)`` gets level ``min(floor(levels * s / c), levels - 1)``,
+    with ``s`` and ``c`` from :func:`window_sums`: the :func:`quantise` of the
+    window's mean, computed in integers so that a mean of exactly ``1/3``
+    lands in level 1. A mean above 1 (several particles per cell in the
+    non-interacting model) is put in the top level. ``x`` ``(..., H, W)``;
+    returns int64 levels of the same shape.
+    """
+    _checks.positive_int("levels", levels)
+    sums, cells = window_sums(x, g)
+    return torch.div(levels * sums, cells, rounding_mode="floor").clamp_(max=levels - 1)
+
+
+def coffee_bits(
+    states: torch.Tensor, g: int | None = None, levels: int = 3, method: str = "zlib"
+) -> torch.Tensor:
+    """Entropy (``g=None``) or apparent-complexity (``g`` given) estimate of each state, in bits.
+
+    ``states`` ``(..., H, W)`` are snapshots of either model (bool cells or
+    int particle counts). With ``g=None`` each state is compressed as it is
+    (:func:`to_bytes`: bit-packed if bool, a byte per cell if integer); with
+    an odd ``g`` its :func:`coarse_threshold` picture is compressed, one byte
+    per cell. Returns float64 of the leading shape ``(...)``.
+    """
+    _checks.tensor("states", states)
+    if states.dim() < 2:
+        raise ValueError(
+            f"states must have at least 2 dimensions (..., H, W), got shape {tuple(states.shape)}"
+        )
+    _checks.one_of("method", method, METHODS)
+    flat = states.reshape(-1, *states.shape[-2:])
+    if g is not None:
+        flat = coarse_threshold(flat, g, levels).to(torch.uint8)
+    sizes = [compressed_bits(s, method) for s in flat]
+    return torch.tensor(sizes, dtype=torch.float64).reshape(states.shape[:-2])
+
+
+def log_times(end: int, count: int) -> list[int]:
+    """Time 0 and about ``count`` integer times spaced evenly in ``log t`` from 1 to ``end``.
+
+    Equal ratios between snapshots give every grid size the same relative
+    resolution of the time of the complexity peak. Duplicates after rounding
+    are dropped, so the list may be shorter than ``count + 1``; it is sorted.
+    """
+    _checks.positive_int("end", end)
+    _checks.positive_int("count", count)
+    if count == 1:
+        return [0, end]
+    ratio = end ** (1.0 / (count - 1))
+    return sorted({0, end} | {round(ratio**i) for i in range(count)})
+
+
+def peak(times: Sequence[float], values: torch.Tensor) -> tuple[float, float, int]:
+    """Time, height and index of the maximum of a curve ``values`` ``(S,)`` sampled at ``times``.
+
+    Ties go to the earliest sample.
+    """
+    _checks.tensor("values", values, ndim=1)
+    times = list(times)
+    _checks.size_matches("times", len(times), values.shape[0], "length")
+    if not times:
+        raise ValueError("values must not be empty")
+    i = int(torch.argmax(values).item())  # first maximum
+    return float(times[i]), float(values[i].item()), i
+
+
+def power_law_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]:
+    """Least-squares fit of ``y = c * x**a`` on log-log axes; returns ``(a, c)``.
+
+    Needs at least two distinct positive ``x`` and positive ``y``.
+    """
+    xs = torch.as_tensor(list(x), dtype=torch.float64)
+    ys = torch.as_tensor(list(y), dtype=torch.float64)
+    _checks.size_matches("y", ys.numel(), xs.numel(), "length")
+    if xs.numel() < 2 or torch.unique(xs).numel() < 2:
+        raise ValueError("x must hold at least two distinct values")
+    if (xs <= 0).any():
+        raise ValueError("x must be positive for a log-log fit")
+    if (ys <= 0).any():
+        raise ValueError("y must be positive for a log-log fit")
+    lx, ly = xs.log(), ys.log()
+    dx = lx - lx.mean()
+    a = (dx * (ly - ly.mean())).sum() / (dx * dx).sum()
+    c = (ly.mean() - a * lx.mean()).exp()
+    return float(a), float(c)

@@ -386,3 +386,31 @@ def curve_panels(
     axes[0][-1].legend()
     fig.tight_layout()
     return fig
+
+
+def rgb_images(
+    images: Sequence[torch.Tensor | np.ndarray],
+    titles: Sequence[str],
+    *,
+    xlabel: str = "x (pixels)",
+    ylabel: str = "y (pixels)",
+):
+    """A row of RGB images, each ``(3, P, P)`` (channels first) or ``(P, P, 3)``, in ``[0, 1]``; return the figure.
+
+    Each image gets its title (several lines are fine) and pixel axes.
+    """
+    n = len(images)
+    fig, axes = plt.subplots(1, n, figsize=(2.0 * n + 0.4, 2.9), squeeze=False)
+    for k, (ax, img) in enumerate(zip(axes[0], images)):
+        arr = img.detach().cpu().float().numpy() if isinstance(img, torch.Tensor) else np.asarray(img)
+        if arr.shape[0] == 3 and arr.shape[-1] != 3:
+            arr = arr.transpose(1, 2, 0)
+        ax.imshow(np.clip(arr, 0.0, 1.0), interpolation="nearest")
+        ax.grid(False)
+        ax.set_title(titles[k], fontsize=7)
+        ax.set_xlabel(xlabel, fontsize=8)
+        ax.tick_params(labelsize=7)
+        if k == 0:
+            ax.set_ylabel(ylabel, fontsize=8)
+    fig.tight_layout()
+    return fig

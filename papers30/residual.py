@@ -218,3 +218,103 @@ def weight_layers(model: nn.Module) -> int:
     return sum(
         1 for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)) and id(m) not in shortcut_ids
     )
+
+
+# ---------------------------------------------------------------- chapter 15: pre-activation
+
+
+class PreActBlock(ResidualBlock):
+    """The pre-activation residual block of chapter 15: ``s(x) + F(x)`` with nothing after the sum.
+
+    ``F(x) = conv2(ReLU(BN2(conv1(ReLU(BN1(x))))))``: each convolution is
+    preceded by batch normalisation and a rectifier instead of followed by
+    them (eq. preact). The layers have the names of :class:`ResidualBlock`'s,
+    but ``bn1`` normalises the block's input, so it has ``in_channels``
+    channels. The shortcut ``s`` (identity, or option A/B when the shape
+    changes) is applied to the raw input ``x``.
+    ``(B, in_channels, H, W) -> (B, out_channels, ceil(H / stride), ceil(W / stride))``.
+    """
+
+    def __init__(self, in_channels: int, out_channels: int, stride: int = 1, shortcut: str = "pad") -> None:
+        super().__init__(in_channels, out_channels, stride, shortcut)
+        self.bn1 = nn.BatchNorm2d(in_channels)  # normalises the input, before conv1
+
+    def branch(self, x: torch.Tensor) -> torch.Tensor:
+        """The residual function ``F(x)``: BN, ReLU, conv, BN, ReLU, conv (eq. preact)."""
+        return self.conv2(F.relu(self.bn2(self.conv1(F.relu(self.bn1(x))))))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_images("x", x, self.in_channels)
+        return self.shortcut(x) + self.branch(x)  # no activation after the sum
+
+
+class PreActResNet(CifarResNet):
+    """:class:`CifarResNet` built from :class:`PreActBlock` s, as in chapter 15.
+
+    Same stages, widths, shortcuts and ``depth = 6n + 2`` as the original.
+    Two changes follow from moving the activations into the blocks: the stem
+    is a bare 3x3 convolution (the first block normalises and rectifies its
+    input itself), and a final batch normalisation and ReLU (``post``) act on
+    the last block's output before the pooling, since no block ends in one.
+    ``(B, in_channels, H, W) -> (B, K)`` logits.
+    """
+
+    def __init__(
+        self,
+        depth: int,
+        *,
+        widths: Sequence[int] = (16, 32, 64),
+        in_channels: int = 1,
+        num_classes: int = 10,
+        shortcut: str = "pad",
+    ) -> None:
+        super().__init__(
+            depth, residual=True, widths=widths, in_channels=in_channels, num_classes=num_classes,
+            shortcut=shortcut,
+        )
+        self.stem = nn.Sequential(self.stem[0])  # conv only
+        self.post = nn.Sequential(nn.BatchNorm2d(widths[-1]), nn.ReLU())
+
+    def make_block(self, in_channels: int, out_channels: int, stride: int) -> nn.Module:
+        """A :class:`PreActBlock` (the override chapter 10's class was designed for)."""
+        return PreActBlock(in_channels, out_channels, stride, self.shortcut)
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """The last stage's feature maps after the final BN and ReLU, ``(B, widths[2], H', W')``."""
+        _check_images("x", x, self.in_channels)
+        return self.post(self.blocks(self.stem(x)))
+
+
+def propagation_norms(
+    blocks: Sequence[nn.Module], x: torch.Tensor, readout: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Root-mean-square size of the signal and of its gradient at every point of a stack of blocks.
+
+    Runs ``x_0 = x`` (``(B, C, H, W)``) through ``blocks`` in order,
+    ``x_{l+1} = blocks[l](x_l)``, and differentiates the loss
+    ``L = sum(readout * x_N)``, a fixed linear read-out of the last output
+    (``readout`` has the shape of ``x_N``). Returns ``(signal, gradient)``,
+    each of shape ``(N + 1,)``: ``signal[l]`` is the RMS of ``x_l`` and
+    ``gradient[l]`` the RMS of ``dL/dx_l``. The blocks' parameters get no
+    gradient; their train/eval mode is left as it is.
+    """
+    if isinstance(blocks, nn.Module) and not isinstance(blocks, nn.Sequential):
+        raise TypeError("blocks must be a sequence of torch.nn.Module (a list or nn.Sequential)")
+    if not isinstance(blocks, (Sequence, nn.Sequential)) or len(blocks) == 0:
+        raise ValueError(f"blocks must be a non-empty sequence of modules, got {blocks!r}")
+    for b in blocks:
+        if not isinstance(b, nn.Module):
+            raise TypeError(f"blocks must hold torch.nn.Module s, got {type(b).__name__}")
+    _checks.tensor("x", x, ndim=4, kind="float")
+    _checks.tensor("readout", readout, kind="float")
+    xs = [x.detach().requires_grad_(True)]
+    with torch.enable_grad():
+        for b in blocks:
+            xs.append(b(xs[-1]))
+        if readout.shape != xs[-1].shape:
+            raise ValueError(
+                f"readout must have the output's shape {tuple(xs[-1].shape)}, got {tuple(readout.shape)}"
+            )
+        grads = torch.autograd.grad((readout * xs[-1]).sum(), xs)
+    rms = [torch.stack([t.detach().pow(2).mean().sqrt() for t in ts]) for ts in (xs, grads)]
+    return rms[0], rms[1]

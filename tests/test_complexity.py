@@ -349,3 +349,258 @@ def test_row_arrangement_bits_matches_math_comb(shape, gen):
         assert got.reshape(-1)[i].item() == pytest.approx(want, abs=1e-9)
     with pytest.raises(TypeError, match="states"):
         row_arrangement_bits(torch.zeros(2, 2))
+
+
+# ------------------------------------------------------------------ chapter 19: the coffee automaton
+
+
+def _swap_reference_loop(state, u):
+    """Slow reference for one step of :func:`mix`: the four sweeps as Python loops over pairs,
+    driven by the same uniform draws ``u`` (one tensor per sweep)."""
+    s = state.clone()
+    b, h, w = s.shape
+    sweeps = [(1, 0), (1, 1), (2, 0), (2, 1)]
+    for (axis, off), draws in zip(sweeps, u):
+        for n in range(b):
+            if axis == 1:
+                for i in range((h - off) // 2):
+                    for x in range(w):
+                        y = off + 2 * i
+                        if draws[n, i, x] < 0.5:
+                            s[n, y, x], s[n, y + 1, x] = s[n, y + 1, x].clone(), s[n, y, x].clone()
+            else:
+                for y in range(h):
+                    for j in range((w - off) // 2):
+                        x = off + 2 * j
+                        if draws[n, y, j] < 0.5:
+                            s[n, y, x], s[n, y, x + 1] = s[n, y, x + 1].clone(), s[n, y, x].clone()
+    return s
+
+
+@pytest.mark.parametrize("b,h,w", [(1, 2, 1), (2, 4, 5), (1, 6, 6), (3, 5, 3)])
+def test_interacting_step_matches_slow_loop_with_same_draws(b, h, w):
+    """Reference: the swaps done one pair at a time with the generator's same uniform draws."""
+    state = torch.rand(b, h, w, generator=torch.Generator().manual_seed(7)) < 0.5
+    got = mix(state, 1, torch.Generator().manual_seed(11))
+    g = torch.Generator().manual_seed(11)
+    shapes = [(b, h // 2, w), (b, (h - 1) // 2, w), (b, h, w // 2), (b, h, (w - 1) // 2)]
+    u = [torch.rand(s, generator=g) for s in shapes]
+    assert torch.equal(got, _swap_reference_loop(state, u))
+
+
+@pytest.mark.parametrize("b,h,w,steps", [(1, 2, 1, 3), (2, 4, 6, 2), (3, 6, 3, 1), (1, 8, 8, 0)])
+def test_random_walk_matches_slow_loop_with_same_draws(b, h, w, steps):
+    """Reference: each particle moved in a Python loop with the generator's same direction draws."""
+    from papers30.complexity import cream_particles, random_walk
+
+    pos = cream_particles(h, w, b)
+    got = random_walk(pos, h, w, steps, torch.Generator().manual_seed(3))
+    g = torch.Generator().manual_seed(3)
+    want = pos.tolist()
+    moves = [(-1, 0), (1, 0), (0, -1), (0, 1)]
+    for _ in range(2 * steps):
+        d = torch.randint(0, 4, pos.shape[:2], generator=g)
+        for n in range(b):
+            for m in range(pos.shape[1]):
+                r, c = want[n][m][0] + moves[d[n, m]][0], want[n][m][1] + moves[d[n, m]][1]
+                if 0 <= r < h and 0 <= c < w:
+                    want[n][m] = [r, c]
+    assert got.dtype == pos.dtype and got.tolist() == want
+
+
+@pytest.mark.parametrize("model", ["interacting", "non-interacting"])
+@pytest.mark.parametrize("size,batch", [(2, 1), (6, 2), (10, 3)])
+def test_coffee_run_conserves_cream_in_both_models(model, size, batch, gen):
+    """Reference: the cream of the unmixed cup, size**2 / 2 cells, counted in every snapshot."""
+    from papers30.complexity import coffee_run
+
+    times = [0, 1, 5, 20]
+    snaps = coffee_run(size, times, model, batch, gen)
+    assert snaps.shape == (len(times), batch, size, size)
+    assert snaps.dtype == (torch.bool if model == "interacting" else torch.int64)
+    totals = snaps.reshape(len(times), batch, -1).sum(-1)
+    assert (totals == size * size // 2).all()
+    assert torch.equal(snaps[0], cream_on_top(size, size, batch).to(snaps.dtype))
+    if size > 2:  # a 2x2 cup can come back to its start by chance
+        assert not torch.equal(snaps[-1], snaps[0])
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("model", ["interacting", "non-interacting"])
+def test_coffee_run_on_cuda_conserves_cream(model):
+    from papers30.complexity import coffee_run
+
+    g = torch.Generator("cuda").manual_seed(0)
+    snaps = coffee_run(16, [0, 10, 100], model, 2, g, device="cuda")
+    assert snaps.device.type == "cuda"
+    assert (snaps.reshape(3, 2, -1).sum(-1) == 128).all()
+
+
+def test_occupancy_counts_shared_cells_by_hand():
+    from papers30.complexity import occupancy
+
+    pos = torch.tensor([[[0, 0], [0, 0], [1, 2]], [[1, 1], [0, 2], [0, 2]]])
+    want = torch.tensor([[[2, 0, 0], [0, 0, 1]], [[0, 0, 2], [0, 1, 0]]])
+    assert torch.equal(occupancy(pos, 2, 3), want)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 3), (4, 7), (2, 5, 6), (9, 2)])
+@pytest.mark.parametrize("g", [1, 3, 5, 11])
+def test_window_sums_match_brute_force_loops(shape, g, gen):
+    """Reference: the clipped window summed cell by cell."""
+    from papers30.complexity import window_sums
+
+    x = torch.randint(0, 3, shape, generator=gen)
+    sums, cells = window_sums(x, g)
+    h, w = shape[-2:]
+    r = g // 2
+    flat = x.reshape(-1, h, w)
+    for i in range(h):
+        for j in range(w):
+            lo_y, hi_y, lo_x, hi_x = max(0, i - r), min(h, i + r + 1), max(0, j - r), min(w, j + r + 1)
+            assert cells[i, j] == (hi_y - lo_y) * (hi_x - lo_x)
+            want = flat[:, lo_y:hi_y, lo_x:hi_x].sum(dim=(1, 2))
+            assert torch.equal(sums.reshape(-1, h, w)[:, i, j], want)
+
+
+def test_coarse_threshold_by_hand():
+    """A 4x4 cup, g = 3, three levels, worked on paper (window sum / window cells)."""
+    from papers30.complexity import coarse_threshold
+
+    x = torch.tensor([[1, 1, 1, 1],
+                      [1, 1, 0, 1],
+                      [0, 0, 0, 0],
+                      [0, 1, 0, 0]], dtype=torch.bool)
+    # corner windows have 4 cells, edge windows 6, inner windows 9. E.g. (1, 0): 4 cream
+    # of 6 = 2/3 -> level 2 (an exact edge); (1, 1): 5 of 9 -> 1; (2, 1): 3 of 9 = 1/3 -> 1
+    # (an exact edge); (2, 3): 1 of 6 -> 0; (3, 1): 1 of 6 -> 0
+    want = torch.tensor([[2, 2, 2, 2],
+                         [2, 1, 1, 1],
+                         [1, 1, 1, 0],
+                         [0, 0, 0, 0]])
+    assert torch.equal(coarse_threshold(x, 3), want)
+
+
+@given(st.lists(st.integers(0, 2), min_size=25, max_size=25), st.sampled_from([1, 3, 5]),
+       st.integers(2, 7))
+def test_coarse_threshold_matches_quantise_of_exact_fractions(cells, g, levels):
+    """Reference: floor(levels * mean) of the clipped window's exact mean, above 1 -> top level."""
+    from papers30.complexity import coarse_threshold
+
+    x = torch.tensor(cells).view(5, 5)
+    got = coarse_threshold(x, g, levels)
+    r = g // 2
+    for i in range(5):
+        for j in range(5):
+            window = x[max(0, i - r):i + r + 1, max(0, j - r):j + r + 1]
+            mean = Fraction(int(window.sum()), window.numel())
+            assert got[i, j] == min(math.floor(levels * mean), levels - 1)
+
+
+def test_coffee_bits_matches_compressed_bits_of_each_state(gen):
+    from papers30.complexity import coarse_threshold, coffee_bits
+
+    states = torch.rand(2, 3, 8, 8, generator=gen) < 0.5
+    fine, coarse = coffee_bits(states), coffee_bits(states, g=3, method="bz2")
+    assert fine.shape == coarse.shape == (2, 3)
+    for s in range(2):
+        for b in range(3):
+            assert fine[s, b] == compressed_bits(states[s, b])
+            pic = coarse_threshold(states[s, b], 3).to(torch.uint8)
+            assert coarse[s, b] == compressed_bits(pic, "bz2")
+    counts = torch.randint(0, 4, (5, 6), generator=gen)
+    assert coffee_bits(counts).item() == compressed_bits(counts)
+
+
+def test_log_times_are_sorted_integers_with_equal_ratios():
+    from papers30.complexity import log_times
+
+    t = log_times(10_000, 5)
+    assert t == [0, 1, 10, 100, 1000, 10_000]
+    assert log_times(3, 1) == [0, 3]
+    assert log_times(1, 10) == [0, 1]
+
+
+def test_peak_finds_the_first_maximum():
+    from papers30.complexity import peak
+
+    assert peak([0, 10, 20, 30], torch.tensor([1.0, 5.0, 5.0, 2.0])) == (10.0, 5.0, 1)
+    assert peak([7], torch.tensor([3.0])) == (7.0, 3.0, 0)
+
+
+@given(st.floats(-3, 3), st.floats(0.1, 100))
+def test_power_law_fit_recovers_a_known_exponent(a, c):
+    """Reference: exact data y = c x**a."""
+    from papers30.complexity import power_law_fit
+
+    x = [16, 24, 32, 48, 64, 96]
+    got_a, got_c = power_law_fit(x, [c * v**a for v in x])
+    assert got_a == pytest.approx(a, abs=1e-9)
+    assert got_c == pytest.approx(c, rel=1e-9)
+
+
+def test_power_law_fit_with_noise_is_close(gen):
+    from papers30.complexity import power_law_fit
+
+    x = torch.linspace(10, 1000, 50, dtype=torch.float64)
+    y = 3 * x**1.5 * torch.exp(0.05 * torch.randn(50, generator=gen, dtype=torch.float64))
+    a, _ = power_law_fit(x.tolist(), y.tolist())
+    assert abs(a - 1.5) < 0.05
+
+
+def test_coffee_automaton_rejects_bad_arguments(gen):
+    from papers30.complexity import (
+        coarse_threshold,
+        coffee_bits,
+        coffee_run,
+        cream_particles,
+        log_times,
+        occupancy,
+        peak,
+        power_law_fit,
+        random_walk,
+        window_sums,
+    )
+
+    with pytest.raises(ValueError, match="height"):
+        cream_particles(3, 4)
+    with pytest.raises(TypeError, match="positions"):
+        random_walk(torch.zeros(1, 2, 2), 4, 4, 1)
+    with pytest.raises(ValueError, match="positions"):
+        random_walk(torch.zeros(1, 2, 3, dtype=torch.long), 4, 4, 1)
+    with pytest.raises(ValueError, match="positions"):
+        random_walk(torch.tensor([[[4, 0]]]), 4, 4, 1)
+    with pytest.raises(ValueError, match="steps"):
+        random_walk(cream_particles(2, 2), 2, 2, -1)
+    with pytest.raises(TypeError, match="steps"):
+        random_walk(cream_particles(2, 2), 2, 2, 1.0)
+    with pytest.raises(TypeError, match="positions"):
+        occupancy([[0, 0]], 2, 2)
+    with pytest.raises(ValueError, match="model"):
+        coffee_run(4, [0, 1], "gas")
+    with pytest.raises(ValueError, match="times"):
+        coffee_run(4, [3, 1])
+    with pytest.raises(TypeError, match="times"):
+        coffee_run(4, [0.5])
+    with pytest.raises(ValueError, match="g"):
+        window_sums(torch.zeros(4, 4, dtype=torch.long), 2)
+    with pytest.raises(TypeError, match="x"):
+        window_sums(torch.zeros(4, 4), 3)
+    with pytest.raises(ValueError, match="x"):
+        window_sums(torch.zeros(4, dtype=torch.long), 3)
+    with pytest.raises(ValueError, match="levels"):
+        coarse_threshold(torch.zeros(4, 4, dtype=torch.long), 3, 0)
+    with pytest.raises(ValueError, match="method"):
+        coffee_bits(torch.zeros(4, 4, dtype=torch.bool), method="gzip")
+    with pytest.raises(ValueError, match="states"):
+        coffee_bits(torch.zeros(4, dtype=torch.bool))
+    with pytest.raises(ValueError, match="end"):
+        log_times(0, 5)
+    with pytest.raises(ValueError, match="times"):
+        peak([0, 1], torch.tensor([1.0]))
+    with pytest.raises(ValueError, match="y"):
+        power_law_fit([1, 2], [1.0, -1.0])
+    with pytest.raises(ValueError, match="x"):
+        power_law_fit([2, 2], [1.0, 3.0])
+    with pytest.raises(ValueError, match="y"):
+        power_law_fit([1, 2, 3], [1.0, 3.0])

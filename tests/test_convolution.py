@@ -235,3 +235,174 @@ def test_small_alexnet_init_keeps_signal_scale(activation, gain):
         assert m.weight.std().item() == pytest.approx(gain / fan_in**0.5, rel=0.1)
         assert m.weight.mean().abs().item() < 0.1 * gain / fan_in**0.5
         assert torch.count_nonzero(m.bias) == 0
+
+
+# --- chapter 11: dilated convolutions, receptive fields, the context module -----------
+
+from papers30.convolution import (  # noqa: E402
+    PAPER_DILATIONS,
+    ContextModule,
+    conv2d,
+    empirical_receptive_field,
+    identity_kernel,
+    receptive_field,
+    receptive_field_extent,
+)
+
+# (input shape, weight shape, stride, padding, dilation): 1x1 kernels, non-square kernels, batch 1,
+# a kernel that exactly fills the padded input, large dilations.
+CONV_CASES = [
+    ((2, 3, 9, 9), (4, 3, 3, 3), 1, 0, 1),
+    ((1, 1, 7, 7), (1, 1, 3, 3), 1, 2, 2),
+    ((2, 3, 11, 8), (5, 3, 3, 2), 2, 1, 3),
+    ((1, 2, 5, 5), (2, 2, 1, 1), 1, 0, 4),
+    ((3, 2, 6, 6), (3, 2, 3, 3), 1, 4, 4),
+    ((1, 2, 9, 9), (1, 2, 3, 3), 1, 0, 4),
+]
+
+
+@pytest.mark.parametrize("x_shape,w_shape,stride,padding,dilation", CONV_CASES)
+@pytest.mark.parametrize("with_bias", [False, True])
+def test_conv2d_matches_torch(x_shape, w_shape, stride, padding, dilation, with_bias, gen):
+    x = torch.randn(*x_shape, dtype=DT, generator=gen)
+    w = torch.randn(*w_shape, dtype=DT, generator=gen)
+    b = torch.randn(w_shape[0], dtype=DT, generator=gen) if with_bias else None
+    got = conv2d(x, w, b, stride, padding, dilation)
+    torch.testing.assert_close(got, F.conv2d(x, w, b, stride, padding, dilation), **TOL)
+
+
+def test_conv2d_matches_nn_conv2d_with_copied_weights(gen):
+    layer = nn.Conv2d(3, 4, 3, padding=2, dilation=2).double()
+    x = torch.randn(2, 3, 10, 10, dtype=DT, generator=gen)
+    torch.testing.assert_close(conv2d(x, layer.weight, layer.bias, 1, 2, 2), layer(x), **TOL)
+
+
+def test_conv2d_gradients_match_torch(gen):
+    x = torch.randn(2, 2, 8, 8, dtype=DT, generator=gen, requires_grad=True)
+    w = torch.randn(3, 2, 3, 3, dtype=DT, generator=gen, requires_grad=True)
+    r = torch.randn(2, 3, 8, 8, dtype=DT, generator=gen)
+    ours = torch.autograd.grad((conv2d(x, w, None, 1, 3, 3) * r).sum(), (x, w))
+    theirs = torch.autograd.grad((F.conv2d(x, w, None, 1, 3, 3) * r).sum(), (x, w))
+    for a, b in zip(ours, theirs):
+        torch.testing.assert_close(a, b, **TOL)
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4, 5, 6])
+def test_receptive_field_matches_paper_formula(depth):
+    # Yu & Koltun, Sec. 2: 3x3 layers with dilations 1, 2, 4, ..., 2^i see (2^(i+2) - 1)^2 pixels.
+    layers = [(3, 2**i) for i in range(depth)]
+    assert receptive_field(layers) ** 2 == (2 ** (depth + 1) - 1) ** 2
+
+
+@given(st.lists(st.tuples(st.integers(1, 4), st.integers(1, 3)), min_size=0, max_size=4))
+def test_receptive_field_matches_brute_force_offsets(layers):
+    # every input offset a stack can reach: sums of one tap offset per layer
+    offsets = {0}
+    for k, d in layers:
+        offsets = {o + d * t for o in offsets for t in range(k)}
+    assert receptive_field(layers) == max(offsets) - min(offsets) + 1
+
+
+@pytest.mark.parametrize("dilations", [(1,), (1, 2), (1, 2, 4), (1, 1, 2, 4), (2, 2), (1, 3, 1)])
+def test_receptive_field_matches_empirical_gradient(dilations):
+    torch.manual_seed(0)
+    stack = nn.Sequential(*[nn.Conv2d(2, 2, 3, padding=d, dilation=d) for d in dilations]).double()
+    side = receptive_field([(3, d) for d in dilations])
+    x = torch.randn(2, side + 6, side + 6, dtype=DT, generator=torch.Generator().manual_seed(1))
+    mask = empirical_receptive_field(stack, x)
+    assert receptive_field_extent(mask) == (side, side)
+    # the mask is centred on the unit: symmetric under a half turn
+    assert torch.equal(mask, mask.flip(0, 1)) or x.shape[-1] % 2 == 0
+    # a batch of images gives the union of their masks
+    batch = torch.stack([x, torch.zeros_like(x)])
+    assert torch.equal(empirical_receptive_field(stack, batch), mask)
+
+
+def test_gridding_leaves_holes_in_the_receptive_field():
+    # dilations 2, 2: the bounding box is 9x9 but only every second row and column is seen
+    stack = nn.Sequential(nn.Conv2d(1, 1, 3, padding=2, dilation=2), nn.Conv2d(1, 1, 3, padding=2, dilation=2))
+    with torch.no_grad():
+        for conv in stack:
+            conv.weight.fill_(1.0)
+    mask = empirical_receptive_field(stack, torch.ones(1, 15, 15))
+    assert receptive_field_extent(mask) == (9, 9)
+    assert int(mask.sum()) == 25
+
+
+def test_context_module_receptive_field_matches_paper():
+    module = ContextModule(2, width=8, init="random", generator=torch.Generator().manual_seed(0)).double()
+    side = receptive_field(module.layers())
+    assert side == 67  # the paper's Table 1: 67x67 after the seventh layer
+    x = torch.randn(2, 75, 75, dtype=DT, generator=torch.Generator().manual_seed(1))
+    mask = empirical_receptive_field(module, x)
+    assert receptive_field_extent(mask) == (side, side)
+    assert int(mask.sum()) == side * side
+
+
+@pytest.mark.parametrize("channels,width", [(1, 1), (2, 2), (2, 8), (3, 6)])
+def test_context_module_identity_init_returns_input(channels, width, gen):
+    module = ContextModule(channels, width=width).double()
+    x = torch.rand(2, channels, 12, 10, dtype=DT, generator=gen)  # non-negative, like ReLU features
+    torch.testing.assert_close(module(x), x, **TOL)
+    y = torch.randn(2, channels, 12, 10, dtype=DT, generator=gen)
+    torch.testing.assert_close(module(y), y.clamp(min=0), **TOL)  # the ReLUs cut negative inputs
+
+
+def test_identity_kernel_is_the_identity_matrix_at_the_centre():
+    w = identity_kernel(3, 3, 3, 3)
+    assert torch.equal(w[:, :, 1, 1], torch.eye(3))
+    assert w.abs().sum() == 3
+
+
+def test_context_module_matches_torch_sequential(gen):
+    module = ContextModule(2, (1, 2, 4), width=4, init="random", generator=gen).double()
+    layers = []
+    for conv, d in zip(module.convs, module.dilations):
+        ref = nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=d, dilation=d).double()
+        ref.load_state_dict(conv.state_dict())
+        layers += [ref, nn.ReLU()]
+    reference = nn.Sequential(*layers, module.final)
+    x = torch.randn(2, 2, 9, 9, dtype=DT, generator=gen)
+    torch.testing.assert_close(module(x), reference(x), **TOL)
+    assert module.layers() == [(3, 1), (3, 2), (3, 4), (1, 1)]
+    assert PAPER_DILATIONS == (1, 1, 2, 4, 8, 16, 1)
+
+
+def test_context_module_parameters_grow_linearly_with_depth():
+    counts = [sum(p.numel() for p in ContextModule(2, (1,) * n, width=4).parameters()) for n in (1, 2, 3, 4)]
+    steps = {b - a for a, b in zip(counts, counts[1:])}
+    assert steps == {4 * 4 * 9 + 4}
+
+
+@pytest.mark.parametrize(
+    "call,exc,name",
+    [
+        (lambda: conv2d([1.0], torch.zeros(1, 1, 1, 1)), TypeError, "input"),
+        (lambda: conv2d(torch.zeros(1, 2, 4, 4), torch.zeros(1, 3, 1, 1)), ValueError, "weight"),
+        (lambda: conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 1, 1), dilation=0), ValueError, "dilation"),
+        (lambda: conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 1, 1), padding=-1), ValueError, "padding"),
+        (lambda: conv2d(torch.zeros(1, 1, 3, 3), torch.zeros(1, 1, 3, 3), dilation=2), ValueError, "input"),
+        (lambda: conv2d(torch.zeros(1, 1, 4, 4), torch.zeros(2, 1, 1, 1), torch.zeros(3)), ValueError, "bias"),
+        (lambda: receptive_field([(3, 0)]), ValueError, "layers"),
+        (lambda: receptive_field([3, 1]), TypeError, "layers"),
+        (lambda: receptive_field("31"), TypeError, "layers"),
+        (lambda: empirical_receptive_field(lambda x: x, torch.zeros(1, 3, 3)), TypeError, "module"),
+        (lambda: empirical_receptive_field(nn.Identity(), torch.zeros(3, 3)), ValueError, "input"),
+        (lambda: empirical_receptive_field(nn.Identity(), torch.zeros(1, 1, 1, 3, 3)), ValueError, "input"),
+        (lambda: empirical_receptive_field(nn.Identity(), torch.zeros(1, 3, 3), (5, 0)), ValueError, "position"),
+        (lambda: empirical_receptive_field(nn.Identity(), torch.zeros(1, 3, 3), channel=1), ValueError, "channel"),
+        (lambda: receptive_field_extent(torch.zeros(3, 3, dtype=torch.bool)), ValueError, "mask"),
+        (lambda: ContextModule(0), ValueError, "channels"),
+        (lambda: ContextModule(2, width=3), ValueError, "width"),
+        (lambda: ContextModule(2, ()), TypeError, "dilations"),
+        (lambda: ContextModule(2, (1, 0)), ValueError, "dilations"),
+        (lambda: ContextModule(2, init="zeros"), ValueError, "init"),
+        (lambda: ContextModule(2, noise=-1.0), ValueError, "noise"),
+        (lambda: ContextModule(2)(torch.zeros(1, 3, 4, 4)), ValueError, "input"),
+        (lambda: identity_kernel(3, 3, 2, 3), ValueError, "kernel_size"),
+        (lambda: identity_kernel(4, 3, 3, 2), ValueError, "groups"),
+    ],
+)
+def test_dilated_bad_inputs(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()

@@ -337,3 +337,165 @@ def test_weight_layers_rejects_non_module():
 
 
 # ---------------------------------------------------------------- the plot helper this chapter added
+
+
+# ---------------------------------------------------------------- chapter 15: pre-activation
+
+from papers30.residual import PreActBlock, PreActResNet, propagation_norms
+
+
+def torch_preact_branch(block: PreActBlock) -> nn.Sequential:
+    """``F`` of a pre-activation block rebuilt from torch.nn layers with the block's weights copied in."""
+    c_in, c_out = block.conv1.in_channels, block.conv1.out_channels
+    ref = nn.Sequential(
+        nn.BatchNorm2d(c_in),
+        nn.ReLU(),
+        nn.Conv2d(c_in, c_out, 3, stride=block.conv1.stride, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(),
+        nn.Conv2d(c_out, c_out, 3, padding=1, bias=False),
+    ).to(DT)
+    for i, name in [(0, "bn1"), (2, "conv1"), (3, "bn2"), (5, "conv2")]:
+        ref[i].load_state_dict(getattr(block, name).state_dict())
+    return ref.train(block.training)
+
+
+def zero_branch(block: PreActBlock) -> None:
+    with torch.no_grad():
+        block.conv2.weight.zero_()
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,H,W", BLOCK_SHAPES)
+@pytest.mark.parametrize("train", [False, True])
+def test_preact_block_matches_hand_composed_torch_reference(c_in, c_out, stride, H, W, train, gen):
+    block = PreActBlock(c_in, c_out, stride).to(DT)
+    randomise_norms(block, gen)
+    block.train(train)
+    x = torch.randn(3, c_in, H, W, generator=gen, dtype=DT)
+    want = torch_preact_branch(block)(x) + pad_reference(x, c_out, stride)  # no ReLU after the sum
+    got = block(x)
+    assert got.shape == (3, c_out, math.ceil(H / stride), math.ceil(W / stride))
+    torch.testing.assert_close(got, want, **TOL)
+    assert (got < 0).any()  # the output is not rectified
+
+
+@given(c=st.integers(1, 4), h=st.integers(1, 6), w=st.integers(1, 6), seed=st.integers(0, 2**16))
+def test_preact_block_with_zeroed_branch_is_exactly_the_identity_unlike_the_original(c, h, w, seed):
+    g = torch.Generator().manual_seed(seed)
+    pre, post = PreActBlock(c, c).to(DT), ResidualBlock(c, c).to(DT)
+    randomise_norms(pre, g)
+    zero_branch(pre)
+    with torch.no_grad():
+        post.bn2.weight.zero_()
+        post.bn2.bias.zero_()
+    x = torch.randn(2, c, h, w, generator=g, dtype=DT)  # signed input
+    assert torch.equal(pre.train()(x), x)
+    assert torch.equal(pre.eval()(x), x)
+    torch.testing.assert_close(post(x), torch.relu(x), **TOL)  # the original clips the negative part
+
+
+def test_preact_block_zeroed_by_its_second_norm_is_the_identity(gen):
+    """gamma = beta = 0 in BN2 gives ReLU(0) = 0 into a bias-free convolution: F(x) = 0."""
+    block = PreActBlock(3, 3).to(DT)
+    with torch.no_grad():
+        block.bn2.weight.zero_()
+        block.bn2.bias.zero_()
+    x = torch.randn(2, 3, 5, 5, generator=gen, dtype=DT)
+    assert torch.equal(block(x), x)
+
+
+@pytest.mark.parametrize("n", [1, 5, 40])
+def test_signal_and_gradient_unchanged_through_zeroed_preact_stack_closed_form(n, gen):
+    blocks = [PreActBlock(2, 2).to(DT) for _ in range(n)]
+    for b in blocks:
+        zero_branch(b)
+    x = torch.randn(3, 2, 4, 4, generator=gen, dtype=DT)
+    readout = torch.randn(3, 2, 4, 4, generator=gen, dtype=DT)
+    signal, grad = propagation_norms(blocks, x, readout)
+    assert signal.shape == grad.shape == (n + 1,)
+    torch.testing.assert_close(signal, torch.full((n + 1,), x.pow(2).mean().sqrt().item(), dtype=DT), **TOL)
+    torch.testing.assert_close(grad, torch.full((n + 1,), readout.pow(2).mean().sqrt().item(), dtype=DT), **TOL)
+
+
+@pytest.mark.parametrize("kind", [PreActBlock, ResidualBlock])
+@pytest.mark.parametrize("train", [False, True])
+def test_propagation_norms_match_brute_force_autograd_from_each_point(kind, train, gen):
+    """Reference: restart the forward pass from a detached x_l and differentiate from there."""
+    blocks = [kind(2, 2).to(DT).train(train) for _ in range(3)] + [kind(2, 3, 2).to(DT).train(train)]
+    for b in blocks:
+        randomise_norms(b, gen)
+    x = torch.randn(4, 2, 5, 5, generator=gen, dtype=DT)
+    readout = torch.randn(4, 3, 3, 3, generator=gen, dtype=DT)
+    signal, grad = propagation_norms(blocks, x, readout)
+    h = x
+    for l in range(len(blocks) + 1):
+        xl = h.detach().requires_grad_(True)
+        out = xl
+        for b in blocks[l:]:
+            out = b(out)
+        (g,) = torch.autograd.grad((readout * out).sum(), xl)
+        torch.testing.assert_close(signal[l], h.pow(2).mean().sqrt(), **TOL)
+        torch.testing.assert_close(grad[l], g.pow(2).mean().sqrt(), **TOL)
+        if l < len(blocks):
+            h = blocks[l](h)
+    assert all(p.grad is None for b in blocks for p in b.parameters())
+
+
+@pytest.mark.parametrize("depth,H", [(8, 28), (14, 9), (8, 1)])
+def test_preact_net_matches_functional_composition(depth, H, gen):
+    net = PreActResNet(depth, widths=(2, 3, 4), num_classes=5).to(DT)
+    randomise_norms(net, gen)
+    net.eval()
+
+    def bn(t, m):
+        return F.batch_norm(t, m.running_mean, m.running_var, m.weight, m.bias, False, 0.0, m.eps)
+
+    x = torch.randn(2, 1, H, H, generator=gen, dtype=DT)
+    h = F.conv2d(x, net.stem[0].weight, padding=1)  # a bare convolution
+    for b in net.blocks:
+        f = F.conv2d(F.relu(bn(h, b.bn1)), b.conv1.weight, stride=b.conv1.stride, padding=1)
+        f = F.conv2d(F.relu(bn(f, b.bn2)), b.conv2.weight, padding=1)
+        h = f + pad_reference(h, f.shape[1], b.conv1.stride[0])
+    h = F.relu(bn(h, net.post[0]))
+    want = F.linear(h.mean(dim=(2, 3)), net.fc.weight, net.fc.bias)
+    torch.testing.assert_close(net(x), want, **TOL)
+
+
+@pytest.mark.parametrize("depth", [8, 20, 110])
+@pytest.mark.parametrize("shortcut", ["pad", "projection"])
+def test_preact_net_depth_equals_weight_layer_count_closed_form(depth, shortcut):
+    net = PreActResNet(depth, shortcut=shortcut, widths=(2, 3, 4))
+    assert weight_layers(net) == depth
+    assert all(isinstance(b, PreActBlock) for b in net.blocks) and len(net.blocks) == 3 * ((depth - 2) // 6)
+
+
+def test_preact_block_gradient_matches_numerical_gradient(gen):
+    block = PreActBlock(2, 3, 2, "projection").to(DT)
+    randomise_norms(block, gen)
+    x = torch.randn(2, 2, 4, 4, generator=gen, dtype=DT, requires_grad=True)
+    assert torch.autograd.gradcheck(block, (x,), eps=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "make,exc,name",
+    [
+        (lambda: PreActBlock(4, 2), ValueError, "out_channels"),
+        (lambda: PreActBlock(4, 4, 0), ValueError, "stride"),
+        (lambda: PreActBlock(4, 4, 1, "zero"), ValueError, "shortcut"),
+        (lambda: PreActResNet(9), ValueError, "depth"),
+        (lambda: PreActResNet(8, widths=(4, 8)), ValueError, "widths"),
+        (lambda: PreActBlock(2, 2)(torch.zeros(1, 3, 4, 4)), ValueError, "^x "),
+        (lambda: propagation_norms(PreActBlock(2, 2), torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 3)),
+         TypeError, "blocks"),
+        (lambda: propagation_norms([], torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 3)), ValueError, "blocks"),
+        (lambda: propagation_norms([3], torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 3, 3)), TypeError, "blocks"),
+        (lambda: propagation_norms([PreActBlock(2, 2)], torch.zeros(2, 3, 3), torch.zeros(1, 2, 3, 3)),
+         ValueError, "^x "),
+        (lambda: propagation_norms([PreActBlock(2, 2)], torch.zeros(1, 2, 3, 3), torch.zeros(1, 2, 2, 3)),
+         ValueError, "readout"),
+        (lambda: propagation_norms([PreActBlock(2, 2)], torch.zeros(1, 2, 3, 3), [0.0]), TypeError, "readout"),
+    ],
+)
+def test_preact_rejects_bad_inputs_naming_them(make, exc, name):
+    with pytest.raises(exc, match=name):
+        make()

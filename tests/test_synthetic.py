@@ -250,3 +250,156 @@ def test_sorting_task_bad_inputs_name_the_argument(arg, value, exc):
     kwargs = {"batch_size": 2, "n": 3} | {arg: value}
     with pytest.raises(exc, match=arg):
         sorting_task(**kwargs)
+
+
+# ---- chapter 18: the N-th farthest task, against a brute-force ranking
+
+
+def _nth_farthest_brute(inputs: torch.Tensor, dim: int, K: int) -> list[int]:
+    """Decode each example's vectors, IDs, n and m from the inputs; rank distances in plain Python."""
+    answers = []
+    for row in inputs.tolist():
+        vecs = [r[:dim] for r in row]
+        ids = [r[dim : dim + K].index(1.0) for r in row]
+        n = row[0][dim + K : dim + 2 * K].index(1.0)
+        m = row[0][dim + 2 * K :].index(1.0)
+        ref = vecs[ids.index(m)]
+        dists = [sum((a - b) ** 2 for a, b in zip(v, ref)) ** 0.5 for v in vecs]
+        ranked = sorted(range(K), key=lambda k: -dists[k])
+        answers.append(ids[ranked[n]])
+    return answers
+
+
+@pytest.mark.parametrize("B,K,dim", [(1, 1, 1), (7, 4, 2), (16, 8, 16), (5, 3, 5)])
+def test_nth_farthest_matches_brute_force(B, K, dim):
+    from papers30.data.synthetic import nth_farthest
+
+    g = torch.Generator().manual_seed(18)
+    inputs, targets = nth_farthest(B, K, dim, generator=g)
+    assert inputs.shape == (B, K, dim + 3 * K) and inputs.dtype == torch.float32
+    assert targets.shape == (B,) and targets.dtype == torch.long
+    assert targets.tolist() == _nth_farthest_brute(inputs, dim, K)
+    ids = inputs[..., dim : dim + K].argmax(-1)
+    assert (ids.sort(dim=1).values == torch.arange(K)).all()  # IDs are a permutation
+    assert (inputs[..., dim + K :] == inputs[:, :1, dim + K :]).all()  # the question is repeated
+
+
+def test_nth_farthest_is_seeded_and_covers_all_answers():
+    from papers30.data.synthetic import nth_farthest
+
+    a = nth_farthest(200, 4, 2, generator=torch.Generator().manual_seed(3))
+    b = nth_farthest(200, 4, 2, generator=torch.Generator().manual_seed(3))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert set(a[1].tolist()) == {0, 1, 2, 3}
+
+
+@pytest.mark.parametrize("arg,value,exc", [("batch_size", 0, ValueError), ("n_vectors", 2.0, TypeError),
+                                           ("dim", -1, ValueError)])
+def test_nth_farthest_rejects_bad_sizes(arg, value, exc):
+    from papers30.data.synthetic import nth_farthest
+
+    kwargs = {"batch_size": 2, "n_vectors": 4, "dim": 2, arg: value}
+    with pytest.raises(exc, match=arg):
+        nth_farthest(**kwargs)
+
+
+# ------------------------------------------------------------ copy task (chapter 20)
+
+
+@pytest.mark.parametrize("batch_size,length,width", [(1, 1, 1), (3, 4, 8), (2, 7, 3)])
+def test_copy_task_matches_step_by_step_construction(batch_size, length, width):
+    from papers30.data.synthetic import copy_task
+
+    inputs, targets = copy_task(batch_size, length, width, torch.Generator().manual_seed(length))
+    assert inputs.shape == (batch_size, 2 * length + 1, width + 1)
+    assert targets.shape == (batch_size, length, width)
+    for b in range(batch_size):
+        rows = [list(map(float, v)) + [0.0] for v in targets[b].tolist()]  # the bits, flag off
+        rows += [[0.0] * width + [1.0]]  # the delimiter
+        rows += [[0.0] * (width + 1)] * length  # blanks while the copy is written
+        assert inputs[b].tolist() == rows
+    assert set(targets.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_copy_task_is_seeded_and_bits_are_fair():
+    from papers30.data.synthetic import copy_task
+
+    a = copy_task(64, 10, 8, torch.Generator().manual_seed(1))
+    b = copy_task(64, 10, 8, torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+    assert abs(a[1].mean().item() - 0.5) < 0.05  # 5120 fair bits: sd 0.007
+
+
+def test_copy_task_bad_inputs_name_the_argument():
+    from papers30.data.synthetic import copy_task
+
+    with pytest.raises(ValueError, match="^length "):
+        copy_task(2, 0)
+    with pytest.raises(TypeError, match="^width "):
+        copy_task(2, 3, 2.5)
+
+
+# --- chapter 11: nearest-seed segmentation ---------------------------------------------
+
+from papers30.data.synthetic import nearest_seed_segmentation  # noqa: E402
+
+
+def reference_nearest_seed(image: torch.Tensor) -> tuple[list[list[int]], list[list[float]]]:
+    """Find the seeds in a one-hot image (C, H, W) and label each pixel by a loop over them."""
+    seeds = [(c, i, j) for c, i, j in image.nonzero().tolist()]
+    _, H, W = image.shape
+    labels, dist = [], []
+    for y in range(H):
+        row_l, row_d = [], []
+        for x in range(W):
+            best = min((y - i) ** 2 + (x - j) ** 2 for _, i, j in seeds)
+            classes = {c for c, i, j in seeds if (y - i) ** 2 + (x - j) ** 2 == best}
+            row_l.append(classes)
+            row_d.append(best**0.5)
+        labels.append(row_l)
+        dist.append(row_d)
+    return labels, dist
+
+
+@pytest.mark.parametrize("size,n_seeds,n_classes", [(1, 1, 1), (5, 1, 2), (8, 3, 2), (9, 5, 3), (4, 16, 2)])
+def test_nearest_seed_labels_match_brute_force(size, n_seeds, n_classes):
+    images, labels, distance = nearest_seed_segmentation(3, size, n_seeds, n_classes, torch.Generator().manual_seed(7))
+    assert images.shape == (3, n_classes, size, size) and labels.shape == distance.shape == (3, size, size)
+    assert labels.dtype == torch.long and images.dtype == torch.float32
+    for b in range(3):
+        assert int(images[b].sum()) == n_seeds  # distinct positions, one class each
+        assert images[b].sum(0).max() == 1
+        ref_labels, ref_dist = reference_nearest_seed(images[b])
+        for y in range(size):
+            for x in range(size):
+                # on an exact tie any tied seed's class is a correct label; off ties the set has one class
+                assert int(labels[b, y, x]) in ref_labels[y][x]
+        torch.testing.assert_close(distance[b], torch.tensor(ref_dist), rtol=1e-6, atol=1e-6)
+
+
+def test_nearest_seed_ties_go_to_the_first_seed_drawn():
+    # with every pixel a seed, each pixel is its own nearest seed at distance 0
+    images, labels, distance = nearest_seed_segmentation(2, 3, 9, 4, torch.Generator().manual_seed(0))
+    assert torch.equal(labels, images.argmax(1))
+    assert distance.abs().max() == 0
+
+
+def test_nearest_seed_is_seeded():
+    a = nearest_seed_segmentation(2, 6, 3, 2, torch.Generator().manual_seed(3))
+    b = nearest_seed_segmentation(2, 6, 3, 2, torch.Generator().manual_seed(3))
+    for u, v in zip(a, b):
+        assert torch.equal(u, v)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,name",
+    [
+        (dict(batch_size=0), ValueError, "batch_size"),
+        (dict(batch_size=1, size=2.0), TypeError, "size"),
+        (dict(batch_size=1, size=2, n_seeds=5), ValueError, "n_seeds"),
+        (dict(batch_size=1, n_classes=0), ValueError, "n_classes"),
+    ],
+)
+def test_nearest_seed_bad_inputs(kwargs, exc, name):
+    with pytest.raises(exc, match=name):
+        nearest_seed_segmentation(**kwargs)

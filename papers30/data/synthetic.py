@@ -186,3 +186,117 @@ def sorting_task(
     x = torch.rand(batch_size, n, generator=g)
     order = x.argsort(dim=1)
     return x, order
+
+
+def copy_task(
+    batch_size: int,
+    length: int,
+    width: int = 8,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The copy task of the Neural Turing Machine paper (chapter 20).
+
+    Each sequence is ``length`` random vectors of ``width`` independent fair
+    bits, then one delimiter step, then ``length`` blank steps during which a
+    model must output the vectors again, in order. The inputs have
+    ``width + 1`` channels: the bits, and a last channel that is 1 only on the
+    delimiter step (whose bit channels are 0). Blank steps are all zeros.
+
+    Returns ``inputs (B, 2 * length + 1, width + 1)`` and ``targets (B, length,
+    width)``, both float32; the targets are what the model must emit at steps
+    ``length + 1 .. 2 * length`` (0-based), i.e. ``inputs[:, :length, :width]``.
+    """
+    _checks.positive_int("batch_size", batch_size)
+    _checks.positive_int("length", length)
+    _checks.positive_int("width", width)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    bits = torch.randint(0, 2, (batch_size, length, width), generator=g).float()
+    inputs = torch.zeros(batch_size, 2 * length + 1, width + 1)
+    inputs[:, :length, :width] = bits
+    inputs[:, length, width] = 1.0
+    return inputs, bits
+
+
+def nth_farthest(
+    batch_size: int,
+    n_vectors: int = 8,
+    dim: int = 16,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The N-th farthest task of Santoro et al. (2018), chapter 18.
+
+    Each example is ``n_vectors`` (``K``) vectors drawn from a standard
+    normal in ``dim`` dimensions, shown one per time step. Each vector carries
+    an ID, a random permutation of ``0 .. K-1`` over the K vectors, and
+    every step repeats the question "which vector is the ``n``-th farthest
+    from the vector with ID ``m``?" (``n`` and ``m`` uniform over
+    ``0 .. K-1``; ``n = 0`` is the farthest, ``n = K - 1`` the reference
+    vector itself, at distance zero). The answer is that vector's ID.
+
+    Each step's input is ``[vector (dim) | one-hot ID (K) | one-hot n (K) |
+    one-hot m (K)]``. Returns ``inputs (B, K, dim + 3K)`` (float32) and
+    ``targets (B,)`` (long); Euclidean distances, ties have probability zero.
+    """
+    _checks.positive_int("batch_size", batch_size)
+    _checks.positive_int("n_vectors", n_vectors)
+    _checks.positive_int("dim", dim)
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    B, K = batch_size, n_vectors
+    vectors = torch.randn(B, K, dim, generator=g)
+    ids = torch.rand(B, K, generator=g).argsort(dim=1)  # ids[b, k]: ID of the vector at step k
+    n = torch.randint(0, K, (B,), generator=g)
+    m = torch.randint(0, K, (B,), generator=g)
+    ref = (ids == m[:, None]).float().argmax(dim=1)  # step holding the reference vector
+    dist = (vectors - vectors[torch.arange(B), ref][:, None]).norm(dim=-1)  # (B, K)
+    order = dist.argsort(dim=1, descending=True)  # steps from farthest to nearest
+    targets = ids.gather(1, order.gather(1, n[:, None])).squeeze(1)
+    eye = torch.eye(K)
+    inputs = torch.cat([vectors, eye[ids], eye[n][:, None].expand(B, K, K),
+                        eye[m][:, None].expand(B, K, K)], dim=-1)
+    return inputs, targets
+
+
+def nearest_seed_segmentation(
+    batch_size: int,
+    size: int = 32,
+    n_seeds: int = 4,
+    n_classes: int = 2,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A dense-prediction task that needs wide context (chapter 11): colour each pixel by its nearest seed.
+
+    Each ``size x size`` image holds ``n_seeds`` *seed* pixels at distinct
+    positions drawn uniformly, each with a class drawn uniformly from
+    ``0 .. n_classes - 1``; the image is one-hot, with a 1 in channel ``c`` at
+    each seed of class ``c`` and zeros elsewhere. The label of every pixel is
+    the class of the seed nearest to it in Euclidean distance (a Voronoi
+    diagram coloured by class); on an exact tie the seed drawn first wins. A
+    pixel far from every seed can only be labelled by a model that sees that
+    far.
+
+    Returns ``images (B, n_classes, size, size)`` (float32), ``labels (B, size,
+    size)`` (long) and ``distance (B, size, size)`` (float32, the Euclidean
+    distance in pixels from each pixel to its nearest seed).
+    """
+    _checks.positive_int("batch_size", batch_size)
+    _checks.positive_int("size", size)
+    _checks.positive_int("n_seeds", n_seeds)
+    _checks.positive_int("n_classes", n_classes)
+    if n_seeds > size * size:
+        raise ValueError(f"n_seeds must be at most size * size = {size * size}, got {n_seeds}")
+    g = generator if generator is not None else torch.Generator().manual_seed(0)
+    # distinct positions: the first n_seeds of a random permutation of the pixels, (B, S)
+    flat = torch.rand(batch_size, size * size, generator=g).argsort(dim=1)[:, :n_seeds]
+    classes = torch.randint(0, n_classes, (batch_size, n_seeds), generator=g)
+    rows, cols = flat // size, flat % size
+    images = torch.zeros(batch_size, n_classes * size * size)
+    images.scatter_(1, classes * size * size + flat, 1.0)  # channel c, pixel p: c * size^2 + p
+    grid = torch.arange(size)
+    # squared distance from every pixel to every seed: (B, S, H, W); exact in integers
+    d2 = (grid[None, None, :, None] - rows[:, :, None, None]) ** 2 + (
+        grid[None, None, None, :] - cols[:, :, None, None]
+    ) ** 2
+    nearest = d2.argmin(dim=1)  # first minimum on ties: the seed drawn first
+    labels = classes.gather(1, nearest.flatten(1)).view(batch_size, size, size)
+    distance = d2.min(dim=1).values.float().sqrt()
+    return images.view(batch_size, n_classes, size, size), labels, distance

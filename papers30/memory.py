@@ -1,0 +1,207 @@
+"""Slot memories that a recurrent network reads and rewrites at every step.
+
+Chapter 18 (Santoro et al., *Relational Recurrent Neural Networks*, 2018):
+the relational memory core (RMC). Its state is a matrix of ``N`` memory slots;
+at every step the slots attend to each other and to the new input with the
+multi-head attention of chapter 13 (:class:`papers30.attention.MultiheadAttention`),
+pass through a residual MLP, and are then blended with the old slots by
+LSTM-style input and forget gates, one pair of gates per slot and unit:
+
+* :meth:`RelationalMemory.attend`: the candidate memory, eqs. (rmc-attend)
+  and (rmc-mlp);
+* :meth:`RelationalMemory.gates`: the input and forget gates, eq. (rmc-gates);
+* :func:`gated_update`: the gated blend of old and candidate memory,
+  eq. (rmc-update);
+* :class:`RelationalRNN` runs the core over a sequence, and
+  :class:`MemoryClassifier` puts an MLP read-out on the last step of any
+  recurrent runner (the RMC or :class:`papers30.recurrent.LSTM`), so the two
+  can be compared with the same head.
+
+Chapter 20's external memory (the Neural Turing Machine) lives in
+:mod:`papers30.ntm`.
+
+Shapes: ``B`` batch, ``T`` time steps, ``D_in`` input width, ``N`` memory
+slots, ``D`` slot width (the attention's model width), ``H`` heads,
+``C`` classes.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from papers30 import _checks
+from papers30.attention import MultiheadAttention
+
+
+def gated_update(
+    memory: torch.Tensor,
+    candidate: torch.Tensor,
+    input_gate: torch.Tensor,
+    forget_gate: torch.Tensor,
+) -> torch.Tensor:
+    """The LSTM-style slot update ``M' = i * tanh(candidate) + f * M``, eq. (rmc-update).
+
+    All four arguments are ``(B, N, D)``; the gates lie in ``(0, 1)``.
+    Returns the next memory ``(B, N, D)``.
+    """
+    for name, x in (("memory", memory), ("candidate", candidate),
+                    ("input_gate", input_gate), ("forget_gate", forget_gate)):
+        _checks.tensor(name, x, ndim=3, kind="float")
+        if x.shape != memory.shape:
+            raise ValueError(f"{name} must have shape {tuple(memory.shape)}, got {tuple(x.shape)}")
+    return input_gate * torch.tanh(candidate) + forget_gate * memory
+
+
+class RelationalMemory(nn.Module):
+    """One step of the relational memory core: ``(x_t, M_{t-1}) -> (output, M_t)``.
+
+    Args:
+        input_size: ``D_in``, the width of one input vector.
+        num_slots: ``N``, the number of memory slots.
+        slot_size: ``D``, the width of a slot; divisible by ``num_heads``.
+        num_heads: ``H``, heads of the slot-to-slot attention.
+        forget_bias, input_bias: added to the gates' pre-activations, so
+            that at initialisation the slots mostly keep their content
+            (``sigmoid(1) = 0.73``), as in the paper's implementation.
+
+    The input is projected to width ``D`` and appended to the slots as one
+    more row; queries come from the ``N`` slots, keys and values from all
+    ``N + 1`` rows (computing the input row's query too and dropping its
+    output afterwards, as the paper's code does, gives the same result).
+    The memory starts as the identity matrix, cut or zero-padded to
+    ``(N, D)`` (:meth:`initial_memory`), so the slots start distinct.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        num_slots: int,
+        slot_size: int,
+        num_heads: int,
+        forget_bias: float = 1.0,
+        input_bias: float = 0.0,
+    ) -> None:
+        super().__init__()
+        for name, value in (("input_size", input_size), ("num_slots", num_slots),
+                            ("slot_size", slot_size), ("num_heads", num_heads)):
+            _checks.positive_int(name, value)
+        if slot_size % num_heads:
+            raise ValueError(f"slot_size ({slot_size}) must be divisible by num_heads ({num_heads})")
+        self.input_size, self.num_slots, self.slot_size = input_size, num_slots, slot_size
+        self.forget_bias, self.input_bias = float(forget_bias), float(input_bias)
+        self.input_proj = nn.Linear(input_size, slot_size)
+        self.attention = MultiheadAttention(slot_size, num_heads)
+        self.norm1 = nn.LayerNorm(slot_size)
+        self.mlp = nn.Sequential(nn.Linear(slot_size, slot_size), nn.ReLU(), nn.Linear(slot_size, slot_size))
+        self.norm2 = nn.LayerNorm(slot_size)
+        self.gate_input = nn.Linear(input_size, 2 * slot_size)  # W x + b, shared by all slots
+        self.gate_memory = nn.Linear(slot_size, 2 * slot_size, bias=False)  # U tanh(m), per slot
+
+    @property
+    def output_size(self) -> int:
+        """``N * D``: the width of the flattened memory that :meth:`forward` outputs."""
+        return self.num_slots * self.slot_size
+
+    def initial_memory(self, batch_size: int, device: torch.device | None = None,
+                       dtype: torch.dtype | None = None) -> torch.Tensor:
+        """The identity matrix cut or zero-padded to ``(N, D)``, repeated: ``(B, N, D)``."""
+        _checks.positive_int("batch_size", batch_size)
+        dtype = dtype if dtype is not None else self.input_proj.weight.dtype
+        eye = torch.eye(self.num_slots, self.slot_size, device=device, dtype=dtype)
+        return eye.expand(batch_size, -1, -1).clone()
+
+    def _check(self, input: object, memory: object) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _checks.tensor("input", input, ndim=2, kind="float")
+        m = _checks.tensor("memory", memory, ndim=3, kind="float")
+        _checks.size_matches("input", x.shape[1], self.input_size, "feature size")
+        if tuple(m.shape[1:]) != (self.num_slots, self.slot_size):
+            raise ValueError(f"memory must have shape (B, {self.num_slots}, {self.slot_size}), "
+                             f"got {tuple(m.shape)}")
+        _checks.size_matches("memory", m.shape[0], x.shape[0], "batch size")
+        return x, m
+
+    def attend(self, input: torch.Tensor, memory: torch.Tensor) -> torch.Tensor:
+        """The candidate memory ``(B, N, D)`` from ``input (B, D_in)`` and ``memory (B, N, D)``.
+
+        Slots attend to ``[M; W_x x]`` (eq. (rmc-attend)), then a residual
+        MLP refines every slot on its own (eq. (rmc-mlp)); both sublayers are
+        followed by layer normalisation.
+        """
+        x, m = self._check(input, memory)
+        rows = torch.cat([m, self.input_proj(x).unsqueeze(1)], dim=1)  # (B, N + 1, D)
+        attended, _ = self.attention(m, rows, rows, need_weights=False)
+        m = self.norm1(m + attended)  # eq. (rmc-attend)
+        return self.norm2(m + self.mlp(m))  # eq. (rmc-mlp)
+
+    def gates(self, input: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Input and forget gates ``(i, f)``, each ``(B, N, D)``, eq. (rmc-gates)."""
+        x, m = self._check(input, memory)
+        pre = self.gate_input(x).unsqueeze(1) + self.gate_memory(torch.tanh(m))  # (B, N, 2D)
+        z_i, z_f = pre.chunk(2, dim=-1)
+        return torch.sigmoid(z_i + self.input_bias), torch.sigmoid(z_f + self.forget_bias)
+
+    def forward(self, input: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One step: ``(output (B, N * D), next memory (B, N, D))``; the output is the flattened memory."""
+        candidate = self.attend(input, memory)
+        i, f = self.gates(input, memory)
+        next_memory = gated_update(memory, candidate, i, f)  # eq. (rmc-update)
+        return next_memory.flatten(1), next_memory
+
+
+class RelationalRNN(nn.Module):
+    """The relational memory core run over a sequence, like a recurrent runner.
+
+    ``forward(input (B, T, D_in), memory (B, N, D) | None)
+    -> (outputs (B, T, N * D), final memory (B, N, D))``; without ``memory``
+    the core starts from :meth:`RelationalMemory.initial_memory`. The
+    constructor takes the arguments of :class:`RelationalMemory`.
+    """
+
+    def __init__(self, input_size: int, num_slots: int, slot_size: int, num_heads: int,
+                 forget_bias: float = 1.0, input_bias: float = 0.0) -> None:
+        super().__init__()
+        self.cell = RelationalMemory(input_size, num_slots, slot_size, num_heads, forget_bias, input_bias)
+
+    @property
+    def output_size(self) -> int:
+        """``N * D``, the width of each step's output."""
+        return self.cell.output_size
+
+    def forward(self, input: torch.Tensor, memory: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        x = _checks.tensor("input", input, ndim=3, kind="float")
+        if x.shape[1] == 0:
+            raise ValueError(f"input must have at least one time step, got shape {tuple(x.shape)}")
+        m = self.cell.initial_memory(x.shape[0], x.device, x.dtype) if memory is None else memory
+        outputs = []
+        for t in range(x.shape[1]):
+            out, m = self.cell(x[:, t], m)
+            outputs.append(out)
+        return torch.stack(outputs, dim=1), m
+
+
+class MemoryClassifier(nn.Module):
+    """A recurrent ``core`` followed by an MLP on its last output: ``(B, T, D_in) -> logits (B, C)``.
+
+    Args:
+        core: any runner whose ``forward(input (B, T, D_in))`` returns
+            ``(outputs (B, T, F), state)``, e.g. :class:`RelationalRNN` or
+            :class:`papers30.recurrent.LSTM`.
+        core_size: ``F``, the width of the core's outputs.
+        num_classes: ``C``.
+        head_size: width of the MLP's hidden layer.
+    """
+
+    def __init__(self, core: nn.Module, core_size: int, num_classes: int, head_size: int = 64) -> None:
+        super().__init__()
+        if not isinstance(core, nn.Module):
+            raise TypeError(f"core must be a torch.nn.Module, got {type(core).__name__}")
+        for name, value in (("core_size", core_size), ("num_classes", num_classes), ("head_size", head_size)):
+            _checks.positive_int(name, value)
+        self.core = core
+        self.head = nn.Sequential(nn.Linear(core_size, head_size), nn.ReLU(), nn.Linear(head_size, num_classes))
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        outputs, _ = self.core(_checks.tensor("input", input, ndim=3, kind="float"))
+        return self.head(outputs[:, -1])

@@ -1,0 +1,163 @@
+"""papers30.memory (chapter 18) against torch.nn.MultiheadAttention with copied
+weights, the gate formulas written out directly, and the slot symmetry the
+relational memory core should have."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from hypothesis import given
+from hypothesis import strategies as st
+from torch import nn
+
+from papers30.memory import (
+    MemoryClassifier,
+    RelationalMemory,
+    RelationalRNN,
+    gated_update,
+)
+from papers30.recurrent import LSTM
+
+
+def make_core(D_in=5, N=3, D=8, H=2, seed=0, dtype=torch.float64) -> RelationalMemory:
+    torch.manual_seed(seed)
+    core = RelationalMemory(D_in, N, D, H).to(dtype)
+    with torch.no_grad():  # non-trivial layer norms, so copying them is tested too
+        for norm in (core.norm1, core.norm2):
+            norm.weight.uniform_(0.5, 1.5)
+            norm.bias.uniform_(-0.5, 0.5)
+    return core
+
+
+def reference_step(core: RelationalMemory, x: torch.Tensor, m: torch.Tensor, copy_to_torch):
+    """One RMC step composed by hand from torch.nn.MultiheadAttention and the gate equations."""
+    mha = nn.MultiheadAttention(core.slot_size, core.attention.num_heads, batch_first=True).to(m.dtype)
+    copy_to_torch(core.attention, mha)
+    rows = torch.cat([m, (x @ core.input_proj.weight.T + core.input_proj.bias)[:, None]], dim=1)
+    attended, _ = mha(m, rows, rows)
+    norm = nn.functional.layer_norm
+    n1 = norm(m + attended, (core.slot_size,), core.norm1.weight, core.norm1.bias)
+    lin1, lin2 = core.mlp[0], core.mlp[2]
+    hidden = torch.relu(n1 @ lin1.weight.T + lin1.bias) @ lin2.weight.T + lin2.bias
+    candidate = norm(n1 + hidden, (core.slot_size,), core.norm2.weight, core.norm2.bias)
+    D = core.slot_size
+    W, b, U = core.gate_input.weight, core.gate_input.bias, core.gate_memory.weight
+    z_i = (x @ W[:D].T + b[:D])[:, None] + torch.tanh(m) @ U[:D].T
+    z_f = (x @ W[D:].T + b[D:])[:, None] + torch.tanh(m) @ U[D:].T
+    i = 1 / (1 + torch.exp(-(z_i + core.input_bias)))
+    f = 1 / (1 + torch.exp(-(z_f + core.forget_bias)))
+    return candidate, i, f, i * torch.tanh(candidate) + f * m
+
+
+@pytest.mark.parametrize("B,D_in,N,D,H", [(1, 1, 1, 2, 1), (3, 5, 4, 8, 2), (2, 7, 6, 12, 3)])
+def test_rmc_step_matches_torch_multihead_reference(B, D_in, N, D, H, copy_to_torch):
+    core = make_core(D_in, N, D, H)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(B, D_in, generator=g, dtype=torch.float64)
+    m = torch.randn(B, N, D, generator=g, dtype=torch.float64)
+    cand_ref, i_ref, f_ref, next_ref = reference_step(core, x, m, copy_to_torch)
+    torch.testing.assert_close(core.attend(x, m), cand_ref)
+    i, f = core.gates(x, m)
+    torch.testing.assert_close(i, i_ref)
+    torch.testing.assert_close(f, f_ref)
+    out, next_m = core(x, m)
+    torch.testing.assert_close(next_m, next_ref)
+    torch.testing.assert_close(out, next_ref.flatten(1))
+    assert out.shape == (B, N * D) and next_m.shape == (B, N, D)
+
+
+def test_gated_update_matches_formula(gen):
+    m, c = torch.randn(2, 2, 3, 4, generator=gen)
+    i, f = torch.rand(2, 2, 3, 4, generator=gen)
+    want = i * (torch.exp(c) - torch.exp(-c)) / (torch.exp(c) + torch.exp(-c)) + f * m
+    torch.testing.assert_close(gated_update(m, c, i, f), want)
+    # closed gates: memory kept exactly (f = 1, i = 0) or replaced by tanh(candidate)
+    ones, zeros = torch.ones_like(m), torch.zeros_like(m)
+    torch.testing.assert_close(gated_update(m, c, zeros, ones), m)
+    torch.testing.assert_close(gated_update(m, c, ones, zeros), torch.tanh(c))
+
+
+def test_initial_gates_follow_the_biases():
+    core = make_core()
+    with torch.no_grad():
+        for p in (core.gate_input.weight, core.gate_input.bias, core.gate_memory.weight):
+            p.zero_()
+    x, m = torch.randn(2, 5, dtype=torch.float64), torch.randn(2, 3, 8, dtype=torch.float64)
+    i, f = core.gates(x, m)
+    torch.testing.assert_close(i, torch.full_like(i, 0.5))  # sigmoid(input_bias = 0)
+    torch.testing.assert_close(f, torch.sigmoid(torch.ones_like(f)))  # sigmoid(forget_bias = 1)
+
+
+@given(st.permutations(list(range(5))), st.integers(0, 1000))
+def test_rmc_step_is_slot_permutation_equivariant(perm, seed):
+    core = make_core(D_in=3, N=5, D=4, H=2)
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(2, 3, generator=g, dtype=torch.float64)
+    m = torch.randn(2, 5, 4, generator=g, dtype=torch.float64)
+    p = torch.tensor(perm)
+    _, moved = core(x, m[:, p])
+    _, unmoved = core(x, m)
+    torch.testing.assert_close(moved, unmoved[:, p])  # permuting slots permutes the next memory
+
+
+def test_initial_memory_is_padded_identity():
+    core = RelationalMemory(2, 3, 5, 1)
+    m = core.initial_memory(2)
+    assert m.shape == (2, 3, 5)
+    torch.testing.assert_close(m[1], torch.eye(3, 5))
+    torch.testing.assert_close(RelationalMemory(2, 4, 2, 1).initial_memory(1)[0], torch.eye(4, 2))
+
+
+@pytest.mark.parametrize("T", [1, 4])
+def test_relational_rnn_matches_unrolled_cell(T, gen):
+    rnn = RelationalRNN(3, 2, 4, 2).double()
+    x = torch.randn(2, T, 3, generator=gen, dtype=torch.float64)
+    outputs, final = rnn(x)
+    m = rnn.cell.initial_memory(2, dtype=torch.float64)
+    for t in range(T):
+        out, m = rnn.cell(x[:, t], m)
+        torch.testing.assert_close(outputs[:, t], out)
+    torch.testing.assert_close(final, m)
+    assert outputs.shape == (2, T, rnn.output_size) == (2, T, 8)
+
+
+def test_relational_rnn_gradients_reach_first_input(gen):
+    rnn = RelationalRNN(3, 2, 4, 2).double()
+    x = torch.randn(1, 5, 3, generator=gen, dtype=torch.float64, requires_grad=True)
+    rnn(x)[0][:, -1].sum().backward()
+    assert x.grad[0, 0].abs().sum() > 0
+
+
+@pytest.mark.parametrize("kind", ["rmc", "lstm"])
+def test_memory_classifier_reads_last_step(kind, gen):
+    core = RelationalRNN(3, 2, 4, 2) if kind == "rmc" else LSTM(3, 6)
+    size = 8 if kind == "rmc" else 6
+    model = MemoryClassifier(core, size, 5, head_size=7)
+    x = torch.randn(4, 3, 3, generator=gen)
+    logits = model(x)
+    assert logits.shape == (4, 5)
+    torch.testing.assert_close(logits, model.head(core(x)[0][:, -1]))
+
+
+def test_rejects_bad_arguments():
+    core = RelationalMemory(3, 2, 4, 2)
+    m = core.initial_memory(2)
+    cases = [
+        (lambda: RelationalMemory(3, 2, 5, 2), ValueError, "slot_size"),
+        (lambda: RelationalMemory(0, 2, 4, 2), ValueError, "input_size"),
+        (lambda: RelationalMemory(3, 2.0, 4, 2), TypeError, "num_slots"),
+        (lambda: core(torch.zeros(2, 4), m), ValueError, "input"),
+        (lambda: core(torch.zeros(2, 3, dtype=torch.long), m), TypeError, "input"),
+        (lambda: core(torch.zeros(2, 3), m[:, :1]), ValueError, "memory"),
+        (lambda: core(torch.zeros(3, 3), m), ValueError, "memory"),
+        (lambda: core(torch.zeros(2, 3), m.numpy()), TypeError, "memory"),
+        (lambda: gated_update(m, m, m[:1], m), ValueError, "input_gate"),
+        (lambda: RelationalRNN(3, 2, 4, 2)(torch.zeros(2, 0, 3)), ValueError, "input"),
+        (lambda: RelationalRNN(3, 2, 4, 2)(torch.zeros(2, 3)), ValueError, "input"),
+        (lambda: MemoryClassifier("lstm", 4, 2), TypeError, "core"),
+        (lambda: MemoryClassifier(LSTM(3, 4), 4, 0), ValueError, "num_classes"),
+        (lambda: core.initial_memory(0), ValueError, "batch_size"),
+    ]
+    for call, exc, name in cases:
+        with pytest.raises(exc, match=name):
+            call()
