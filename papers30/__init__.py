@@ -33,6 +33,8 @@ module               what it holds (chapters)
 ``seq2seq``          RNN encoder-decoder and RNNsearch with additive attention
                      (14)
 ``relational``       relation networks over object pairs (16)
+``generative``       VAE pieces in bits, masked convolutions, a VAE with an
+                     autoregressive decoder of set receptive field (17)
 ``memory``           the relational memory core (18)
 ``ntm``              Neural Turing Machine addressing, heads and cell (20)
 ``transformer``      sinusoidal positions, encoder-decoder Transformer, label

@@ -28,8 +28,8 @@ from papers30.mdl import LN2, gaussian_kl
 
 __all__ = [
     "ELBO",
-    "MaskedConv2d",
     "VAE",
+    "MaskedConv2d",
     "bernoulli_bits",
     "binarize",
     "causal_mask",

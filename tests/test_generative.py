@@ -1,0 +1,159 @@
+"""papers30.generative against torch.distributions, hand-worked bits, autograd causality and brute force."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.distributions import Bernoulli, Normal, kl_divergence
+
+from papers30.generative import (
+    ELBO,
+    VAE,
+    MaskedConv2d,
+    bernoulli_bits,
+    binarize,
+    causal_mask,
+    context_size,
+    elbo_bits,
+    reparameterize,
+)
+
+DT = torch.float64
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 4), (2, 16)])
+def test_elbo_kl_matches_torch_kl_divergence(shape, gen):
+    mu = torch.randn(shape, dtype=DT, generator=gen)
+    log_var = torch.randn(shape, dtype=DT, generator=gen)
+    logits = torch.zeros(shape[0], 1, 2, 2, dtype=DT)
+    out = elbo_bits(logits, torch.ones_like(logits), mu, log_var)
+    want = kl_divergence(Normal(mu, (0.5 * log_var).exp()), Normal(torch.zeros_like(mu), 1.0)).sum(1)
+    torch.testing.assert_close(out.kl, want / math.log(2), rtol=1e-12, atol=1e-12)
+
+
+def test_elbo_hand_worked_example():
+    """One image of 4 pixels at p = 1/2 costs 4 bits; mu = 1, var = 1 costs 1/2 nat = 0.7213 bits."""
+    logits = torch.zeros(1, 1, 2, 2, dtype=DT)
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 1.0]]]], dtype=DT)
+    out = elbo_bits(logits, target, torch.tensor([[1.0]], dtype=DT), torch.tensor([[0.0]], dtype=DT))
+    assert isinstance(out, ELBO)
+    assert out.reconstruction.item() == pytest.approx(4.0, abs=1e-12)
+    assert out.kl.item() == pytest.approx(0.5 / math.log(2), abs=1e-12)
+    assert out.total.item() == pytest.approx(4.0 + 0.5 / math.log(2), abs=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (3, 1, 4, 5), (2, 2, 3, 3)])
+def test_bernoulli_bits_matches_torch_bernoulli(shape, gen):
+    logits = torch.randn(shape, dtype=DT, generator=gen)
+    target = (torch.rand(shape, dtype=DT, generator=gen) < 0.5).to(DT)
+    want = -Bernoulli(logits=logits).log_prob(target).flatten(1).sum(1) / math.log(2)
+    torch.testing.assert_close(bernoulli_bits(logits, target), want)
+
+
+def test_reparameterize_moments_and_gradients(gen):
+    mu = torch.full((20000, 1), 1.5, dtype=DT, requires_grad=True)
+    log_var = torch.full((20000, 1), math.log(0.25), dtype=DT, requires_grad=True)
+    z = reparameterize(mu, log_var, gen)
+    assert abs(z.mean().item() - 1.5) < 0.02 and abs(z.std().item() - 0.5) < 0.02
+    z.sum().backward()  # dz/dmu = 1 for every sample
+    torch.testing.assert_close(mu.grad, torch.ones_like(mu))
+    eps = (z - 1.5) / 0.5  # dz/dlog_var = 0.5 * std * eps
+    torch.testing.assert_close(log_var.grad, 0.25 * eps.detach())
+
+
+def test_binarize_matches_brute_force_block_means(gen):
+    x = torch.rand(2, 1, 6, 4, generator=gen)
+    got = binarize(x, 2, 0.5)
+    assert got.shape == (2, 1, 3, 2)
+    for b in range(2):
+        for i in range(3):
+            for j in range(2):
+                block = x[b, 0, 2 * i : 2 * i + 2, 2 * j : 2 * j + 2].mean()
+                assert got[b, 0, i, j].item() == float(block > 0.5)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5, 7])
+def test_causal_mask_and_context_size_match_closed_form(k):
+    assert context_size(k) == (k // 2) * k + k // 2
+    a, b = causal_mask(k, False), causal_mask(k, True)
+    assert (b - a).sum().item() == 1 and b[k // 2, k // 2].item() == 1
+    rows, cols = torch.nonzero(a, as_tuple=True)
+    c = k // 2
+    assert all(r < c or (r == c and q < c) for r, q in zip(rows.tolist(), cols.tolist()))
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+@pytest.mark.parametrize("p", [(0, 0), (2, 3), (4, 4), (3, 0)])
+def test_masked_conv_is_causal_with_exact_receptive_field_by_autograd(k, p):
+    torch.manual_seed(0)
+    conv = MaskedConv2d(1, 3, k, "A").double()
+    with torch.no_grad():
+        conv.weight.copy_(torch.rand_like(conv.weight) + 0.1)  # no accidental zeros
+    x = torch.rand(1, 1, 5, 5, dtype=DT, requires_grad=True)
+    conv(x)[0, :, p[0], p[1]].sum().backward()
+    seen = {(i, j) for i, j in torch.nonzero(x.grad[0, 0]).tolist()}
+    c = k // 2
+    want = {
+        (i, j)
+        for i in range(5)
+        for j in range(5)
+        if abs(i - p[0]) <= c and abs(j - p[1]) <= c and (i, j) < p  # raster order: earlier
+    }
+    assert seen == want
+
+
+def test_vae_decoder_is_causal_in_x_by_autograd():
+    torch.manual_seed(0)
+    model = VAE(6, latent=3, hidden=8, channels=4, kernel_size=5).double()
+    x = torch.rand(1, 1, 6, 6, dtype=DT, requires_grad=True)
+    z = torch.randn(1, 3, dtype=DT)
+    p = (3, 2)
+    model.decode(z, x)[0, 0, p[0], p[1]].backward()
+    later = torch.tensor([[(i, j) >= p for j in range(6)] for i in range(6)])
+    assert x.grad[0, 0][later].abs().max().item() == 0.0
+    assert x.grad[0, 0][~later].abs().max().item() > 0.0
+
+
+@pytest.mark.parametrize("k", [None, 3])
+@pytest.mark.parametrize("batch", [1, 5])
+def test_vae_shapes_and_elbo_is_nonnegative(k, batch):
+    torch.manual_seed(0)
+    model = VAE(8, latent=4, hidden=16, channels=4, kernel_size=k)
+    x = (torch.rand(batch, 1, 8, 8) < 0.3).float()
+    mu, log_var = model.encode(x)
+    assert mu.shape == log_var.shape == (batch, 4)
+    out = model(x)
+    assert out.reconstruction.shape == out.kl.shape == (batch,)
+    assert (out.kl >= 0).all() and (out.reconstruction >= 0).all()
+    s = model.sample(mu, torch.Generator().manual_seed(0))
+    assert s.shape == x.shape and set(s.unique().tolist()) <= {0.0, 1.0}
+
+
+def test_bad_inputs_name_the_argument():
+    with pytest.raises(TypeError, match="images"):
+        binarize([[0.0]])
+    with pytest.raises(ValueError, match="factor"):
+        binarize(torch.rand(1, 1, 2, 2), 0)
+    with pytest.raises(ValueError, match="log_var"):
+        reparameterize(torch.zeros(2, 3), torch.zeros(2, 2))
+    with pytest.raises(TypeError, match="generator"):
+        reparameterize(torch.zeros(2), torch.zeros(2), generator=1)
+    with pytest.raises(ValueError, match="target"):
+        bernoulli_bits(torch.zeros(2, 3), torch.zeros(2, 4))
+    with pytest.raises(ValueError, match="kernel_size"):
+        causal_mask(4, False)
+    with pytest.raises(TypeError, match="include_center"):
+        causal_mask(3, 1)
+    with pytest.raises(ValueError, match="mask_type"):
+        MaskedConv2d(1, 1, 3, "C")
+    with pytest.raises(TypeError, match="image_size"):
+        VAE(8.0)
+    model = VAE(4, latent=2, hidden=4, channels=2, kernel_size=3)
+    with pytest.raises(ValueError, match="x"):
+        model.encode(torch.zeros(1, 1, 5, 5))
+    with pytest.raises(ValueError, match="x is required"):
+        model.decode(torch.zeros(1, 2))
+    with pytest.raises(ValueError, match="z"):
+        model.decode(torch.zeros(1, 3), torch.zeros(1, 1, 4, 4))
