@@ -50,15 +50,20 @@ def fit(
     evaluate: Callable[[], dict[str, float]] | None = None,
     every: int = 100,
     until: Callable[[dict[str, float]], bool] | None = None,
+    stop_after: int | None = None,
 ) -> History:
     """Train for ``steps`` steps (1-based) of ``loss_fn(step)`` and return the :class:`History`.
 
     ``evaluate`` runs (with the model in eval mode and gradients off) every
     ``every`` steps and after the last one; training stops early when
-    ``until(metrics)`` is true.
+    ``until(metrics)`` is true. ``stop_after`` ends the run after that many
+    steps without changing anything else (the schedule still counts towards
+    ``steps``): the test suite uses it to replay the start of a recorded run.
     """
     _checks.positive_int("steps", steps)
     _checks.positive_int("every", every)
+    if stop_after is not None:
+        _checks.positive_int("stop_after", stop_after)
     history = History()
     model.train()
     for step in range(1, steps + 1):
@@ -81,5 +86,8 @@ def fit(
             if until is not None and until(metrics):
                 history.stopped_at = step
                 break
+        if stop_after is not None and step >= stop_after:
+            history.stopped_at = step
+            break
     model.eval()
     return history

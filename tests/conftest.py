@@ -34,7 +34,8 @@ settings.register_profile(
 )
 settings.load_profile("papers30")
 
-ENV_VARS = ("PAPERS30_LEDGER_DIR", "PAPERS30_SCALE", "PAPERS30_DEVICE", "PAPERS30_THREADS")
+ENV_VARS = ("PAPERS30_LEDGER_DIR", "PAPERS30_SCALE", "PAPERS30_DEVICE", "PAPERS30_THREADS", "PAPERS30_SEED",
+            "PAPERS30_TRACE_DIR")
 
 
 @pytest.fixture(autouse=True)

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 from pybtex.database import parse_file
 
-from papers30.papers import Paper, all_papers, declared_claims, paper, paper_figure
+from papers30.papers import (Paper, all_papers, declaration, declarations, declared_claims, headline, paper,
+                             paper_figure)
 
 BIB = Path(__file__).resolve().parents[1] / "book" / "references.bib"
 
@@ -78,12 +79,42 @@ def test_declared_claims_have_chapters_in_range_and_unique_ids():
     assert all(paper_figure(ch, cid) for ch, cid in claims)
 
 
-def test_chapter_13_claims_by_hand():
-    assert declared_claims(13) == [(13, "bleu"), (13, "exact_match"), (13, "alignment")]
-    assert all(c == 13 for c, _ in declared_claims(13))  # the chapter filter keeps only chapter 13
-    assert declared_claims(31) == []
+def test_declarations_filter_by_chapter_and_keep_file_order():
+    every = declarations()
+    for chapter in range(1, 31):
+        mine = declarations(chapter)
+        assert all(d.chapter == chapter for d in mine)
+        assert mine == [d for d in every if d.chapter == chapter]
+        assert declared_claims(chapter) == [(chapter, d.id) for d in mine]
+        heads = [d for d in mine if d.headline]
+        assert len(heads) <= 1 and headline(chapter) == (heads[0] if heads else None)
 
 
-def test_paper_figure_unknown_claim_raises_key_error_naming_it():
-    with pytest.raises(KeyError, match="nope"):
+def test_every_declared_claim_has_a_control_and_every_miss_a_reason():
+    """Reference: the protocol in papers30.papers.Declaration, read off the data file by hand."""
+    for d in declarations():
+        assert d.kind in ("claim", "check")
+        if d.kind == "claim":
+            assert d.control, f"ch{d.chapter} {d.id}: a claim without a control"
+        if not d.expected:
+            assert d.reason, f"ch{d.chapter} {d.id}: a declared miss without its reason"
+        if d.headline:
+            assert d.kind == "claim" and d.source, f"ch{d.chapter} {d.id}: the headline names its source"
+
+
+def test_paper_figure_names_its_source():
+    for d in declarations():
+        text = paper_figure(d.chapter, d.id)
+        assert text.startswith(d.paper) and (not d.source or text.endswith(f"({d.source})"))
+
+
+def test_unknown_claim_raises_value_error_naming_it_and_the_declared_ones():
+    with pytest.raises(ValueError, match="nope") as err:
         paper_figure(13, "nope")
+    assert str(declared_claims(13)[0][1]) in str(err.value)
+    with pytest.raises(ValueError, match="chapter"):
+        declaration(31, "x")
+    with pytest.raises(TypeError, match="claim"):
+        declaration(13, 3)
+    with pytest.raises(TypeError, match="chapter"):
+        declarations("13")

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import papers30
-from papers30.runtime import get_device, pick, scale, seed_everything
+from papers30.runtime import actual_seed, generator, get_device, pick, scale, seed_everything, seed_offset, seeds
 
 
 @pytest.mark.parametrize("available,kind", [(True, "cuda"), (False, "cpu")])
@@ -26,13 +26,66 @@ def test_get_device_honours_environment_variable(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setenv("PAPERS30_DEVICE", "cpu")
     assert get_device() == torch.device("cpu")
-    monkeypatch.setenv("PAPERS30_DEVICE", "meta")
-    assert get_device() == torch.device("meta")
+    assert get_device(torch.device("cpu")) == torch.device("cpu")
 
 
 def test_get_device_prefer_beats_environment(monkeypatch):
-    monkeypatch.setenv("PAPERS30_DEVICE", "meta")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setenv("PAPERS30_DEVICE", "cuda")
     assert get_device("cpu") == torch.device("cpu")
+
+
+@pytest.mark.parametrize("bad", ["tpu", "meta", "gpu", "cuda:x"])
+def test_get_device_rejects_unknown_devices_in_one_line(monkeypatch, bad):
+    monkeypatch.setenv("PAPERS30_DEVICE", bad)
+    with pytest.raises(ValueError, match="PAPERS30_DEVICE") as err:
+        get_device()
+    assert "\n" not in str(err.value) and repr(bad) in str(err.value)
+    with pytest.raises(ValueError, match="prefer"):
+        get_device(bad)
+
+
+def test_get_device_rejects_cuda_without_a_gpu(monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setenv("PAPERS30_DEVICE", "cuda")
+    with pytest.raises(ValueError, match="no CUDA GPU"):
+        get_device()
+
+
+def test_get_device_rejects_non_string_prefer():
+    with pytest.raises(TypeError, match="prefer"):
+        get_device(3)
+
+
+def test_seed_offset_shifts_every_seed_by_hand(monkeypatch):
+    assert seed_offset() == 0 and actual_seed(5) == 5 and seeds(3) == [0, 1, 2] and seeds(2, start=4) == [4, 5]
+    monkeypatch.setenv("PAPERS30_SEED", "100")
+    assert seed_offset() == 100 and actual_seed(5) == 105
+    assert seeds(3) == [0, 1, 2]  # names stay; the shift is applied where they are used
+    ref = torch.rand(3, generator=torch.Generator().manual_seed(105))
+    assert torch.equal(torch.rand(3, generator=generator(5)), ref)
+    assert torch.equal(torch.rand(3, generator=seed_everything(5)), ref)
+    seed_everything(5)
+    assert torch.equal(torch.rand(3), ref)  # the global generator too
+
+
+@pytest.mark.parametrize("bad", ["x", "1.5", "1e3"])
+def test_seed_offset_rejects_non_integers_naming_the_variable(monkeypatch, bad):
+    monkeypatch.setenv("PAPERS30_SEED", bad)
+    with pytest.raises(ValueError, match="PAPERS30_SEED"):
+        seed_everything(0)
+
+
+@pytest.mark.parametrize("n,start,exc", [(0, 0, ValueError), (1.0, 0, TypeError), (True, 0, TypeError),
+                                         (2, "0", TypeError)])
+def test_seeds_rejects_bad_arguments(n, start, exc):
+    with pytest.raises(exc, match="n|start"):
+        seeds(n, start)
+
+
+def test_generator_rejects_non_int():
+    with pytest.raises(TypeError, match="seed"):
+        generator(1.5)
 
 
 def test_seed_everything_makes_every_generator_reproducible():
@@ -64,16 +117,18 @@ def test_seed_everything_rejects_non_int(seed):
 
 
 @pytest.mark.parametrize(
-    "value,want", [(None, "small"), ("", "small"), ("small", "small"), ("paper", "paper"), (" PAPER ", "paper")]
+    "value,want", [(None, "small"), ("", "small"), ("small", "small"), ("paper", "paper"), (" PAPER ", "paper"),
+                   ("large", "large")]
 )
 def test_scale_and_pick_read_the_environment(monkeypatch, value, want):
     if value is not None:
         monkeypatch.setenv("PAPERS30_SCALE", value)
     assert scale() == want
-    assert pick("s", "p") == want[0]
+    assert pick("s", "p", large="l") == want[0]
+    assert pick("s", "p") == ("p" if want == "large" else want[0])  # no large setting: the paper one
 
 
-@pytest.mark.parametrize("value", ["large", "smal", "0"])
+@pytest.mark.parametrize("value", ["huge", "smal", "0"])
 def test_scale_rejects_unknown_value_naming_the_variable(monkeypatch, value):
     monkeypatch.setenv("PAPERS30_SCALE", value)
     with pytest.raises(ValueError, match="PAPERS30_SCALE"):

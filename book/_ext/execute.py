@@ -11,6 +11,13 @@ build that follows then finds every chapter in the cache. A chapter that
 fails here is left out of the cache, so the build executes it again and
 reports its traceback as usual.
 
+A chapter is re-executed when its source changes (the cache's own match)
+or when the package code it depends on changes: the modules it imports,
+directly or through other modules, and its entries of ``papers.toml``
+(``papers30.provenance.chapter_hash``, stored per chapter in
+``_build/.papers30-deps.json``). An edit to one module re-runs only the
+chapters that import it. ``--dry-run`` lists what would run.
+
 Each kernel gets ``PAPERS30_THREADS = cores // N`` (chapters call
 ``papers30.configure_threads()``), so for a given ``N`` the numbers do not
 depend on how many chapters happen to need executing; another thread count
@@ -20,6 +27,7 @@ can change floating-point results in the last digits.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -30,11 +38,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "_build"
 CACHE = BUILD / ".jupyter_cache"
+STAMPS = BUILD / ".papers30-deps.json"
+SUMMARY = BUILD / "execution-summary.json"  # per-chapter times, read by the execution statistics page
+sys.path.insert(0, str(ROOT))
 
 
 def chapters() -> list[Path]:
     toc = (ROOT / "_toc.yml").read_text()
     return [ROOT / f"{f}.md" for f in re.findall(r"file:\s*(\S+)", toc) if re.match(r"\d\d_", Path(f).name)]
+
+
+def save_stamps(stamps: dict[str, str]) -> None:
+    STAMPS.parent.mkdir(parents=True, exist_ok=True)
+    STAMPS.write_text(json.dumps(stamps, indent=1, sort_keys=True))
 
 
 def read(path: Path):
@@ -43,32 +59,93 @@ def read(path: Path):
     return read_myst_markdown_notebook(path.read_text("utf8"), path=str(path))
 
 
-def run_one(path: str) -> tuple[str, object, float, str | None]:
-    """Execute one chapter in its own kernel; return (path, notebook, seconds, error)."""
+def run_one(path: str) -> tuple[str, object, float, str | None, int]:
+    """Execute one chapter in its own kernel; return (path, notebook, seconds, error, peak kernel RSS in kB)."""
+    import resource
+
     from jupyter_cache.executors.utils import single_nb_execution
 
     nb = read(Path(path))
     result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=300, allow_errors=False)
     error = None if result.err is None else f"{type(result.err).__name__}: {result.err}"
-    return path, nb, result.time, error
+    # The kernel is this worker's child: once it has exited, its peak memory is in RUSAGE_CHILDREN
+    # (a running maximum over this worker's kernels, so an upper bound for this chapter).
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return path, nb, result.time, error, peak
+
+
+def load_summary() -> dict:
+    try:
+        return json.loads(SUMMARY.read_text())
+    except (OSError, ValueError):
+        return {"chapters": {}}
+
+
+def chapter_number(path: Path) -> int:
+    return int(path.name[:2])
+
+
+def load_stamps() -> dict[str, str]:
+    try:
+        return json.loads(STAMPS.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def outdated(cache, stamps: dict[str, str]) -> tuple[list[Path], dict[str, str]]:
+    """Chapters to execute, and every chapter's current dependency hash.
+
+    A cached chapter whose dependency hash differs from its stamp is dropped
+    from the cache, so that the Sphinx build cannot reuse its old outputs.
+    """
+    from papers30.provenance import chapter_hash
+
+    todo, hashes = [], {}
+    for path in chapters():
+        key = path.relative_to(ROOT).as_posix()
+        hashes[key] = chapter_hash(chapter_number(path), path.read_text("utf8"))
+        try:
+            record = cache.match_cache_notebook(read(path))
+        except KeyError:
+            todo.append(path)
+            continue
+        if stamps.get(key) != hashes[key]:
+            cache.remove_cache_record(record.pk)
+            todo.append(path)
+    return todo, hashes
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    parser.add_argument("--dry-run", action="store_true", help="list the chapters that would execute")
     args = parser.parse_args()
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
     cache = get_cache(str(CACHE))
-    todo = []
-    for path in chapters():
-        try:
-            cache.match_cache_notebook(read(path))
-        except KeyError:
-            todo.append(str(path))
+    stamps = load_stamps()
+    if args.dry_run:
+        from papers30.provenance import chapter_hash
+
+        for path in chapters():
+            key = path.relative_to(ROOT).as_posix()
+            try:
+                cache.match_cache_notebook(read(path))
+                fresh = stamps.get(key) == chapter_hash(chapter_number(path), path.read_text("utf8"))
+            except KeyError:
+                fresh = False
+            if not fresh:
+                print(key)
+        return 0
+    todo_paths, hashes = outdated(cache, stamps)
+    todo = [str(p) for p in todo_paths]
+    for key in hashes:  # chapters that stay cached keep their stamp
+        if str(ROOT / key) not in todo:
+            stamps[key] = hashes[key]
     if not todo:
-        print("execute: every chapter is cached")
+        save_stamps(stamps)
+        print("execute: every chapter is cached and its package code is unchanged")
         return 0
     jobs = max(1, args.jobs)
     threads = max(1, (os.cpu_count() or 1) // jobs)
@@ -77,11 +154,18 @@ def main() -> int:
     # side do not steal each other's cores (results are unchanged).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PAPERS30_LEDGER_DIR", str(BUILD / "ledger"))
+    summary = load_summary()
+    known = summary.get("chapters", {})
+    # Longest first (times of the previous run), so that two workers finish close together.
+    todo.sort(key=lambda p: -known.get(Path(p).relative_to(ROOT).as_posix(), {}).get("seconds", 1e9))
     print(f"execute: {len(todo)} chapter(s), {jobs} at a time, {threads} thread(s) each")
     start = time.perf_counter()
     failed = 0
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for path, nb, seconds, error in pool.map(run_one, todo):
+        for path, nb, seconds, error, peak in pool.map(run_one, todo):
+            key = Path(path).relative_to(ROOT).as_posix()
+            known[key] = {"seconds": round(seconds, 1), "ok": not error, "peak_rss_mb": round(peak / 1024, 1),
+                          "threads": threads, "jobs": jobs}
             name = Path(path).relative_to(ROOT)
             if error:
                 failed += 1
@@ -89,8 +173,16 @@ def main() -> int:
                 continue
             cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
                                         check_validity=False, overwrite=True)
+            stamps[Path(path).relative_to(ROOT).as_posix()] = hashes[Path(path).relative_to(ROOT).as_posix()]
+            save_stamps(stamps)
             print(f"execute: {name} {seconds:.1f} s")
-    print(f"execute: done in {time.perf_counter() - start:.1f} s")
+    wall = time.perf_counter() - start
+    summary["chapters"] = known
+    if len(todo) == len(chapters()):
+        summary["full_run"] = {"wall_seconds": round(wall, 1), "jobs": jobs, "threads": threads,
+                               "chapters": len(todo), "cpus": os.cpu_count()}
+    SUMMARY.write_text(json.dumps(summary, indent=1, sort_keys=True))
+    print(f"execute: done in {wall:.1f} s")
     return 0  # failures are reported by the Sphinx build that follows
 
 

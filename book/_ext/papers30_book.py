@@ -25,7 +25,6 @@ from __future__ import annotations
 import html
 import os
 import re
-from collections import Counter
 from pathlib import Path
 
 from docutils import nodes
@@ -153,32 +152,136 @@ class Scorecard(SphinxDirective):
         return [scorecard_placeholder()]
 
 
+class budget_placeholder(nodes.General, nodes.Element):
+    pass
+
+
+CHAPTER_BUDGET_S = 90.0
+BOOK_BUDGET_S = 720.0
+
+
+class ExecutionBudget(SphinxDirective):
+    def run(self) -> list[nodes.Node]:
+        self.env.papers30_dynamic = getattr(self.env, "papers30_dynamic", set()) | {self.env.docname}
+        return [budget_placeholder()]
+
+
+def budget_rows(summary: dict, chapter_docs: list[str]) -> tuple[str, list[list[str]]]:
+    """The budget summary sentence and one row per chapter: time, peak kernel memory, within budget."""
+    known = summary.get("chapters", {})
+    rows, total = [], 0.0
+    for doc in chapter_docs:
+        entry = known.get(f"{doc}.md")
+        if entry is None:
+            rows.append([doc.split("/")[-1], "not executed by execute.py", "—", "—"])
+            continue
+        total += entry["seconds"]
+        ok = entry["seconds"] <= CHAPTER_BUDGET_S and entry["ok"]
+        rows.append([doc.split("/")[-1], f"{entry['seconds']:.1f}", f"{entry['peak_rss_mb']:.0f}",
+                     "yes" if ok else "NO"])
+    full = summary.get("full_run")
+    if full:
+        wall = (f"The last run that executed every chapter took {full['wall_seconds']:.0f} s of wall time "
+                f"({full['chapters']} chapters, {full['jobs']} at a time with {full['threads']} thread(s) each, "
+                f"on {full['cpus']} cores), against a budget of {BOOK_BUDGET_S:.0f} s.")
+    else:
+        wall = "No run has executed every chapter in this build directory yet."
+    sentence = (f"{wall} Chapter times add up to {total:.0f} s; the budget is {CHAPTER_BUDGET_S:.0f} s "
+                "per chapter, with one thread.")
+    return sentence, rows
+
+
+def _render_budget(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    import json
+
+    for node in list(doctree.findall(budget_placeholder)):
+        path = Path(app.outdir).parent / "execution-summary.json"
+        summary = json.loads(path.read_text()) if path.exists() else {}
+        docs = [p.docname for p in all_papers() if p.docname in app.env.found_docs]
+        sentence, rows = budget_rows(summary, docs)
+        para = nodes.paragraph()
+        para += nodes.strong(text=sentence)
+        node.replace_self([para, _table(["Chapter", "Seconds", "Peak kernel memory (MB)", "Within budget"],
+                                        rows, [40, 15, 25, 20])])
+
+
 def ledger_dir(app: Sphinx) -> Path:
     return Path(app.outdir).parent / "ledger"
 
 
+def scorecard_html(records: list[ledger.Record], links: dict[int, str]) -> tuple[str, str]:
+    """The scorecard's summary sentence and its HTML: one row per chapter, per-record detail behind it.
+
+    ``links`` maps a chapter number to the relative URL of its page.
+    """
+    esc = html.escape
+    by_chapter: dict[int, list[ledger.Record]] = {}
+    for r in records:
+        by_chapter.setdefault(r.chapter, []).append(r)
+    heads = [r for r in records if r.headline]
+    claims = [r for r in records if r.kind == "claim"]
+    checks = [r for r in records if r.kind == "check"]
+    declared = sum(1 for r in claims if not r.held and not r.expected)
+    summary = (
+        f"{sum(h.held for h in heads)} of {len(heads)} headline claims hold, in the "
+        f"{len(by_chapter)} chapters written. Over all records: {sum(r.held for r in claims)} of "
+        f"{len(claims)} claims held and {len(claims) - sum(r.held for r in claims)} missed "
+        f"({declared} of those misses declared before the run); "
+        f"{sum(r.held for r in checks)} of {len(checks)} checks passed.")
+    rows = []
+    for chapter in sorted(by_chapter):
+        recs = by_chapter[chapter]
+        head = next((r for r in recs if r.headline), None)
+        title = next(p.title for p in all_papers() if p.number == chapter)
+        link = f'<a href="{esc(links.get(chapter, "#"))}">{chapter}. {esc(title)}</a>'
+        c_recs = [r for r in recs if r.kind == "claim"]
+        k_recs = [r for r in recs if r.kind == "check"]
+        counts = (f"{sum(r.held for r in c_recs)} of {len(c_recs)} claims held; "
+                  f"{sum(r.held for r in k_recs)} of {len(k_recs)} checks passed")
+        if head is None:
+            verdict, ours, control, paper_fig = "no headline recorded", "—", "—", "—"
+        else:
+            verdict = head.result
+            ours = f"{head.seeds_text()}: {head.quantity}"
+            control = f"{head.shown_control} ({head.control_label})"
+            paper_fig = f"{head.paper} ({head.source})" if head.source else head.paper
+        detail_rows = "".join(
+            f"<li><b>{esc(r.id)}</b> ({r.kind}{', headline' if r.headline else ''}): {esc(r.seeds_text())} "
+            f"against {esc(r.criterion)}"
+            + (f"; control {esc(r.shown_control)}" if r.control is not None else "")
+            + f": <b>{esc(r.result)}</b>"
+            + (f". Declared: {esc(r.reason)}" if not r.expected else "") + "</li>"
+            for r in recs)
+        cls = "held" if head is not None and head.held else "missed"
+        rows.append(
+            f'<div class="papers30-score papers30-score-{cls}">'
+            f'<p class="papers30-score-title">{link}</p>'
+            f'<dl><dt>Headline</dt><dd><b>{esc(verdict)}</b>'
+            f'{": " + esc(head.id) if head else ""}</dd>'
+            f"<dt>Ours</dt><dd>{esc(ours)}</dd>"
+            f"<dt>Control</dt><dd>{esc(control)}</dd>"
+            f"<dt>Paper</dt><dd>{esc(paper_fig)}</dd>"
+            f"<dt>Records</dt><dd>{esc(counts)}</dd></dl>"
+            f"<details><summary>Every record of chapter {chapter}</summary><ul>{detail_rows}</ul></details>"
+            f"</div>")
+    return summary, '<div class="papers30-scorecard">' + "".join(rows) + "</div>"
+
+
 def _render_scorecard(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     for node in list(doctree.findall(scorecard_placeholder)):
-        claims = ledger.load(ledger_dir(app))
+        records = ledger.load(ledger_dir(app))
         written = {p.number for p in all_papers() if p.docname in app.env.found_docs}
-        recorded = {(c.chapter, c.id) for c in claims}
+        recorded = {(r.chapter, r.id) for r in records}
         for chapter, cid in declared_claims():
             if chapter in written and (chapter, cid) not in recorded:
                 logger.warning(f"claim {cid!r} of chapter {chapter} is declared in papers.toml but no "
                                f"ledger record was found in {ledger_dir(app)}", location=docname)
-        counts = Counter(c.result for c in claims)
-        summary = nodes.paragraph(text=(
-            f"{len(claims)} claims measured in {len({c.chapter for c in claims})} chapter(s): "
-            f"{counts['pass']} pass, {counts['miss']} miss, "
-            f"{counts['miss (expected at this scale)']} miss expected at this scale."))
-        head, rows = ledger.ClaimTable(claims).rows()
-        linked: list[list[nodes.Node | str]] = []
-        for claim, row in zip(claims, rows):
-            p = next(p for p in all_papers() if p.number == claim.chapter)
-            ref = nodes.reference("", "", internal=True, refuri=app.builder.get_relative_uri(docname, p.docname))
-            ref += nodes.Text(row[0])
-            linked.append([ref, *row[1:]])
-        node.replace_self([summary, _table(list(head), linked, [6, 14, 26, 26, 14, 14])])
+        links = {p.number: app.builder.get_relative_uri(docname, p.docname)
+                 for p in all_papers() if p.number in written}
+        summary, body = scorecard_html(records, links)
+        para = nodes.paragraph(classes=["papers30-score-summary"])
+        para += nodes.strong(text=summary)
+        node.replace_self([para, nodes.raw("", body, format="html")])
 
 
 def _resolve_links(app: Sphinx, doctree: nodes.document, docname: str) -> None:
@@ -320,10 +423,13 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("paper-timeline", PaperTimeline)
     app.add_directive("cite-this-chapter", CiteThisChapter)
     app.add_directive("scorecard", Scorecard)
+    app.add_node(budget_placeholder)
+    app.add_directive("execution-budget", ExecutionBudget)
     app.connect("config-inited", _config_inited)
     app.connect("env-get-outdated", _always_reread)
     app.connect("env-purge-doc", _purge)
     app.connect("doctree-resolved", _render_scorecard)
+    app.connect("doctree-resolved", _render_budget)
     app.connect("doctree-resolved", _resolve_links)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("html-page-context", _add_meta)

@@ -1,0 +1,78 @@
+"""book/_ext/execute.py: which chapters re-execute, checked with a stand-in cache.
+
+Reference: papers30.provenance.chapter_modules, itself checked against
+Python's import system in tests/test_provenance.py.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from papers30 import provenance
+from tests._site import ROOT
+
+spec = importlib.util.spec_from_file_location("papers30_execute", ROOT / "book" / "_ext" / "execute.py")
+execute = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(execute)
+
+
+class FakeCache:
+    """Holds every chapter, as after a full build; remembers which records were dropped."""
+
+    def __init__(self, missing: set[str] = frozenset()):
+        self.missing = missing
+        self.removed: list[int] = []
+
+    def match_cache_notebook(self, nb):
+        path = nb.metadata.get("papers30_path")
+        if path in self.missing:
+            raise KeyError(path)
+        return SimpleNamespace(pk=hash(path) % 10_000)
+
+    def remove_cache_record(self, pk):
+        self.removed.append(pk)
+
+
+@pytest.fixture
+def tagged_read(monkeypatch):
+    """execute.read, with the chapter's path in its metadata so FakeCache can tell chapters apart."""
+    original = execute.read
+
+    def read(path: Path):
+        nb = original(path)
+        nb.metadata["papers30_path"] = path.relative_to(ROOT).as_posix()
+        return nb
+
+    monkeypatch.setattr(execute, "read", read)
+
+
+def current_stamps():
+    return {p.relative_to(ROOT).as_posix(): provenance.chapter_hash(execute.chapter_number(p), p.read_text())
+            for p in execute.chapters()}
+
+
+def test_nothing_runs_when_sources_and_package_are_unchanged(tagged_read):
+    cache = FakeCache()
+    todo, _ = execute.outdated(cache, current_stamps())
+    assert todo == [] and cache.removed == []
+
+
+def test_touching_one_module_reruns_exactly_the_chapters_that_import_it(tagged_read, monkeypatch):
+    stamps = current_stamps()
+    target = provenance.PACKAGE / "residual.py"
+    monkeypatch.setattr(provenance, "_read", lambda p: p.read_bytes() + (b"#" if p == target else b""))
+    cache = FakeCache()
+    todo, _ = execute.outdated(cache, stamps)
+    want = [p for p in execute.chapters() if target in provenance.chapter_modules(execute.chapter_number(p))]
+    assert todo == want and 0 < len(todo) < len(execute.chapters())
+    assert len(cache.removed) == len(want)  # their old outputs are dropped from the cache
+
+
+def test_a_chapter_missing_from_the_cache_runs(tagged_read):
+    first = execute.chapters()[0].relative_to(ROOT).as_posix()
+    todo, _ = execute.outdated(FakeCache(missing={first}), current_stamps())
+    assert [p.relative_to(ROOT).as_posix() for p in todo] == [first]

@@ -1,0 +1,195 @@
+"""papers30.provenance: chapter dependencies against Python's own import system; recorded runs replayed."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from papers30 import provenance
+from papers30.provenance import (
+    RecordedRun,
+    chapter_hash,
+    chapter_modules,
+    module_closure,
+    recorded_run,
+    recorded_runs,
+    replay,
+    show_recorded,
+    traced,
+)
+from papers30.training import History
+from tests._site import ROOT, chapter_files
+
+CHAPTERS = [int(Path(f).name[:2]) for f in chapter_files()]
+
+
+def _import_lines(chapter: int) -> list[str]:
+    import ast
+    import re
+
+    text = provenance.chapter_source(chapter).read_text()
+    stmts = []
+    for cell in re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, re.S | re.M):
+        code = "\n".join(ln for ln in cell.splitlines() if not ln.lstrip().startswith(("%", "!", ":")))
+        try:
+            tree = ast.parse(code)
+        except SyntaxError:
+            continue
+        stmts += [ast.unparse(n) for n in ast.walk(tree)
+                  if isinstance(n, (ast.Import, ast.ImportFrom)) and "papers30" in ast.unparse(n)]
+    return stmts
+
+
+@pytest.fixture(scope="module")
+def imported_by_python() -> dict[int, set[str]]:
+    """Reference: each chapter's import statements run in a fresh process; the papers30 modules in sys.modules.
+
+    One interpreter imports the third-party libraries once, then forks a clean
+    child per chapter, so no papers30 module is loaded before the chapter's own imports.
+    """
+    script = f"""
+import json, os, sys
+import numpy, torch, matplotlib  # noqa: heavy third-party imports, shared by the children
+chapters = json.loads(sys.argv[1])
+for chapter, lines in chapters.items():
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(r)
+        exec("\\n".join(lines))
+        os.write(w, json.dumps(sorted(m for m in sys.modules if m.startswith("papers30"))).encode())
+        os._exit(0)
+    os.close(w)
+    data = b""
+    while chunk := os.read(r, 65536):
+        data += chunk
+    os.waitpid(pid, 0)
+    print(chapter, data.decode())
+"""
+    arg = json.dumps({c: _import_lines(c) for c in CHAPTERS})
+    out = subprocess.run([sys.executable, "-c", script, arg], capture_output=True, text=True, check=True, cwd=ROOT)
+    result = {}
+    for line in out.stdout.splitlines():
+        chapter, _, mods = line.partition(" ")
+        result[int(chapter)] = set(json.loads(mods))
+    return result
+
+
+def as_module(path: Path) -> str:
+    rel = path.relative_to(provenance.PACKAGE).with_suffix("")
+    parts = [p for p in rel.parts if p != "__init__"]
+    return ".".join(["papers30", *parts])
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_chapter_modules_equal_what_python_imports(chapter, imported_by_python):
+    assert {as_module(p) for p in chapter_modules(chapter)} == imported_by_python[chapter]
+
+
+def test_touching_one_module_changes_exactly_the_dependent_chapters(monkeypatch):
+    """Reference: chapter_modules (itself checked against Python above); one module's bytes change."""
+    target = provenance.PACKAGE / "residual.py"
+    before = {c: chapter_hash(c) for c in CHAPTERS}
+    monkeypatch.setattr(provenance, "_read", lambda p: p.read_bytes() + (b"# touched" if p == target else b""))
+    changed = {c for c in CHAPTERS if chapter_hash(c) != before[c]}
+    assert changed == {c for c in CHAPTERS if target in chapter_modules(c)}
+    assert changed and changed != set(CHAPTERS)
+
+
+def test_chapter_hash_depends_on_the_chapters_own_declarations_only(monkeypatch):
+    from papers30 import papers
+
+    before = {c: chapter_hash(c) for c in CHAPTERS}
+    decls = papers._declarations()
+    edited = tuple(d if d.chapter != CHAPTERS[0] else d.__class__(**{**d.__dict__, "digits": d.digits + 1})
+                   for d in decls)
+    monkeypatch.setattr(papers, "_declarations", lambda: edited)
+    after = {c: chapter_hash(c) for c in CHAPTERS}
+    assert {c for c in CHAPTERS if after[c] != before[c]} == {CHAPTERS[0]}
+
+
+def test_module_closure_includes_parents_and_imports_by_hand():
+    names = {as_module(p) for p in module_closure({"papers30.graphs"})}
+    assert {"papers30", "papers30.runtime", "papers30.graphs", "papers30._checks", "papers30.recurrent",
+            "papers30.sets", "papers30.attention", "papers30.pointer"} <= names
+    assert "papers30.ntm" not in names
+
+
+def toy_run(steps: int = 5, scale: float = 1.0, stop_after: int | None = None) -> History:
+    """A deterministic 'training run' whose losses depend on its arguments."""
+    h = History()
+    for step in range(1, steps + 1):
+        h.losses.append(scale / step)
+        if stop_after is not None and step >= stop_after:
+            break
+    return h
+
+
+def test_traced_records_and_replay_reproduces(tmp_path, monkeypatch):
+    monkeypatch.setenv(provenance.TRACE_ENV, str(tmp_path))
+    toy_run.__module__ = "papers30.fake"
+    try:
+        monkeypatch.setitem(sys.modules, "papers30.fake", sys.modules[__name__])
+        out = traced("toy", toy_run, steps=30, scale=2.0)
+    finally:
+        toy_run.__module__ = __name__
+    assert out.losses[0] == 2.0
+    trace = json.loads((tmp_path / "traces.json").read_text())["toy"]
+    assert trace["callable"] == "papers30.fake:toy_run" and trace["kwargs"] == {"steps": 30, "scale": 2.0}
+    assert trace["losses"] == [2.0 / s for s in range(1, provenance.TRACE_STEPS + 1)]
+    assert replay(trace, 4) == trace["losses"][:4]
+
+
+def test_traced_without_a_recording_is_a_plain_call():
+    assert traced("toy", toy_run, steps=3).losses == [1.0, 0.5, 1 / 3]
+
+
+def test_traced_refuses_what_cannot_be_replayed(tmp_path, monkeypatch):
+    monkeypatch.setenv(provenance.TRACE_ENV, str(tmp_path))
+    with pytest.raises(ValueError, match="module-level function of papers30"):
+        traced("toy", toy_run, steps=3)
+    with pytest.raises(TypeError, match="name"):
+        traced("", toy_run)
+    with pytest.raises(TypeError, match="fn"):
+        traced("toy", 3)
+
+
+def _run(chapter: int, **changes) -> dict:
+    run = dict(chapter=chapter, scale="large", command=f"make reproduce CH={chapter}", commit="abc",
+               chapter_hash=chapter_hash(chapter), device="CPU", threads=2, seeds=[0, 1, 2], wall_seconds=600.0,
+               date="2026-12-04", records=[], traces={})
+    run.update(changes)
+    return run
+
+
+def test_recorded_run_round_trip_and_staleness(tmp_path):
+    chapter = CHAPTERS[0]
+    (tmp_path / f"ch{chapter:02d}.json").write_text(json.dumps(_run(chapter)))
+    run = recorded_run(chapter, tmp_path)
+    assert isinstance(run, RecordedRun) and not run.stale and recorded_runs(tmp_path) == [run]
+    text = show_recorded(chapter, tmp_path)
+    assert "Recorded run, not executed by this build" in text and "current" in text and "10.0 minutes" in text
+    (tmp_path / f"ch{chapter:02d}.json").write_text(json.dumps(_run(chapter, chapter_hash="0" * 16)))
+    assert recorded_run(chapter, tmp_path).stale and "**stale**" in show_recorded(chapter, tmp_path)
+    assert recorded_run(chapter + 1, tmp_path) is None
+    assert "No recorded larger run" in show_recorded(chapter + 1, tmp_path)
+
+
+RUNS = recorded_runs()
+
+
+@pytest.mark.parametrize("run", RUNS, ids=[f"ch{r.chapter:02d}" for r in RUNS])
+def test_recorded_run_is_current_and_its_first_steps_replay(run):
+    """Reference: the losses stored by `make reproduce`; the same code must produce them again."""
+    assert not run.stale, f"book/results/ch{run.chapter:02d}.json is stale: rerun make reproduce CH={run.chapter}"
+    assert run.traces, "a recorded run must trace at least one training run"
+    assert any(r["headline"] for r in run.records)
+    for name, trace in run.traces.items():
+        steps = min(5, len(trace["losses"]))
+        got = replay(trace, steps)
+        # A GPU run replayed on the CPU differs in the last digits; the trajectory must not.
+        assert got == pytest.approx(trace["losses"][:steps], rel=1e-3, abs=1e-5), name
