@@ -84,7 +84,8 @@ class LanguageModel(nn.Module):
         self.kind, self.vocab_size = kind, vocab_size
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.rnn = RUNNERS[kind](
-            embedding_size, hidden_size, num_layers, dropout=dropout, dropout_placement=dropout_placement
+            embedding_size, hidden_size, num_layers, batch_first=True, dropout=dropout,
+            dropout_placement=dropout_placement
         )
         self.head = nn.Linear(hidden_size, vocab_size)
         if init_range is not None:

@@ -280,7 +280,7 @@ class LSTMSequence(nn.Module):
 
     def __init__(self, input_size: int, output_size: int, hidden_size: int = 64, num_layers: int = 1) -> None:
         super().__init__()
-        self.lstm = LSTM(input_size, hidden_size, num_layers)
+        self.lstm = LSTM(input_size, hidden_size, num_layers, batch_first=True)
         self.output = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:

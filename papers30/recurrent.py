@@ -16,8 +16,9 @@ by side:
 * the sequence runners :class:`RNN`, :class:`LSTM` and :class:`GRU`, whose
   parameters are named exactly like those of ``torch.nn.RNN`` / ``LSTM`` /
   ``GRU`` (``weight_ih_l0``, ``bias_hh_l1``, ...), so a state dict loads from
-  one into the other unchanged. Unlike torch, the runners default to
-  ``batch_first=True``: inputs are ``(B, T, D)``.
+  one into the other unchanged. Like torch, the runners default to
+  ``batch_first=False`` (inputs ``(T, B, D)``); the package's own models pass
+  ``batch_first=True`` and work on ``(B, T, D)``.
 
 Gate order in the stacked weights is torch's: LSTM ``i, f, g, o`` (input,
 forget, candidate, output), GRU ``r, z, n`` (reset, update, candidate).
@@ -219,7 +220,7 @@ class _Recurrent(nn.Module):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         *,
         dropout_placement: str = "non_recurrent",
@@ -299,7 +300,7 @@ class _Recurrent(nn.Module):
 
 
 class RNN(_Recurrent):
-    """Multi-layer vanilla RNN, like ``torch.nn.RNN`` (with ``batch_first=True`` by default).
+    """Multi-layer vanilla RNN, like ``torch.nn.RNN`` (``batch_first=False`` by default, as in torch).
 
     ``forward(input (B, T, D), hx (L, B, H) | None) -> (output (B, T, H), h_n (L, B, H))``.
     """
@@ -313,7 +314,7 @@ class RNN(_Recurrent):
         num_layers: int = 1,
         nonlinearity: str = "tanh",
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         *,
         dropout_placement: str = "non_recurrent",
@@ -335,7 +336,7 @@ class RNN(_Recurrent):
 
 
 class GRU(RNN):
-    """Multi-layer GRU, like ``torch.nn.GRU`` (with ``batch_first=True`` by default).
+    """Multi-layer GRU, like ``torch.nn.GRU`` (``batch_first=False`` by default, as in torch).
 
     ``forward(input (B, T, D), hx (L, B, H) | None) -> (output (B, T, H), h_n (L, B, H))``.
     """
@@ -348,7 +349,7 @@ class GRU(RNN):
         hidden_size: int,
         num_layers: int = 1,
         bias: bool = True,
-        batch_first: bool = True,
+        batch_first: bool = False,
         dropout: float = 0.0,
         *,
         dropout_placement: str = "non_recurrent",
@@ -361,7 +362,7 @@ class GRU(RNN):
 
 
 class LSTM(_Recurrent):
-    """Multi-layer LSTM, like ``torch.nn.LSTM`` (with ``batch_first=True`` by default).
+    """Multi-layer LSTM, like ``torch.nn.LSTM`` (``batch_first=False`` by default, as in torch).
 
     ``forward(input (B, T, D), (h_0, c_0) each (L, B, H) | None)
     -> (output (B, T, H), (h_n, c_n) each (L, B, H))``.
@@ -425,7 +426,7 @@ class SequenceClassifier(nn.Module):
         _checks.positive_int("vocab_size", vocab_size)
         _checks.positive_int("num_classes", num_classes)
         self.kind, self.vocab_size = kind, vocab_size
-        self.rnn = RUNNERS[kind](vocab_size, hidden_size, num_layers)
+        self.rnn = RUNNERS[kind](vocab_size, hidden_size, num_layers, batch_first=True)
         if kind == "lstm":  # start the forget gates open, sigma(z_f) near sigma(forget_bias)
             with torch.no_grad():
                 for k in range(num_layers):
@@ -456,6 +457,8 @@ def input_gradient_norms(runner: nn.Module, input: torch.Tensor) -> torch.Tensor
     sequence and averaged over the batch. Returns ``(T,)``.
     """
     x = _checks.tensor("input", input, ndim=3, kind="float").detach().requires_grad_(True)
+    if not getattr(runner, "batch_first", False):
+        raise ValueError("runner must be built with batch_first=True: input is (B, T, D)")
     out, _ = runner(x)
     last = out[:, -1]  # (B, H)
     squares = torch.zeros(x.shape[:2], dtype=x.dtype, device=x.device)  # (B, T)

@@ -72,8 +72,8 @@ class BidirectionalGRU(nn.Module):
 
     def __init__(self, input_size: int, hidden_size: int) -> None:
         super().__init__()
-        self.forward_rnn = GRU(input_size, hidden_size)
-        self.backward_rnn = GRU(input_size, hidden_size)
+        self.forward_rnn = GRU(input_size, hidden_size, batch_first=True)
+        self.backward_rnn = GRU(input_size, hidden_size, batch_first=True)
         self.input_size, self.hidden_size = input_size, hidden_size
 
     def forward(

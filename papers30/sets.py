@@ -240,7 +240,7 @@ class SequencePointerModel(_PointerModel):
 
     def __init__(self, in_features: int, width: int, hidden_size: int, exclude_chosen: bool = False) -> None:
         super().__init__(in_features, width, hidden_size, hidden_size, exclude_chosen)
-        self.encoder = LSTM(width, hidden_size)
+        self.encoder = LSTM(width, hidden_size, batch_first=True)
 
     def set_encoding(self, x: torch.Tensor) -> torch.Tensor:
         """The encoder's final hidden state ``(B, H)``, the baseline's summary of the input."""

@@ -130,7 +130,7 @@ def test_relational_rnn_gradients_reach_first_input(gen):
 
 @pytest.mark.parametrize("kind", ["rmc", "lstm"])
 def test_memory_classifier_reads_last_step(kind, gen):
-    core = RelationalRNN(3, 2, 4, 2) if kind == "rmc" else LSTM(3, 6)
+    core = RelationalRNN(3, 2, 4, 2) if kind == "rmc" else LSTM(3, 6, batch_first=True)
     size = 8 if kind == "rmc" else 6
     model = MemoryClassifier(core, size, 5, head_size=7)
     x = torch.randn(4, 3, 3, generator=gen)
@@ -155,7 +155,7 @@ def test_rejects_bad_arguments():
         (lambda: RelationalRNN(3, 2, 4, 2)(torch.zeros(2, 0, 3)), ValueError, "input"),
         (lambda: RelationalRNN(3, 2, 4, 2)(torch.zeros(2, 3)), ValueError, "input"),
         (lambda: MemoryClassifier("lstm", 4, 2), TypeError, "core"),
-        (lambda: MemoryClassifier(LSTM(3, 4), 4, 0), ValueError, "num_classes"),
+        (lambda: MemoryClassifier(LSTM(3, 4, batch_first=True), 4, 0), ValueError, "num_classes"),
         (lambda: core.initial_memory(0), ValueError, "batch_size"),
     ]
     for call, exc, name in cases:

@@ -18,7 +18,7 @@ SHAPES = [(1, 1, 1, 1, 1), (2, 5, 3, 4, 1), (1, 7, 4, 2, 2), (3, 4, 2, 5, 3)]
 
 
 def pair(ours_cls, torch_cls, D, H, L, bias=True):
-    ours = ours_cls(D, H, L, bias=bias).to(DT)
+    ours = ours_cls(D, H, L, bias=bias, batch_first=True).to(DT)
     theirs = torch_cls(D, H, L, bias=bias, batch_first=True).to(DT)
     theirs.load_state_dict(ours.state_dict(), strict=True)
     return ours, theirs
@@ -90,8 +90,8 @@ def test_lstm_cell_by_hand_with_open_forget_gate():
 def test_lstm_eval_mode_equals_no_dropout(gen):
     x = torch.randn(2, 6, 3, dtype=DT, generator=gen)
     for placement in ("non_recurrent", "recurrent"):
-        drop = LSTM(3, 4, 2, dropout=0.5, dropout_placement=placement).to(DT)
-        plain = LSTM(3, 4, 2).to(DT)
+        drop = LSTM(3, 4, 2, batch_first=True, dropout=0.5, dropout_placement=placement).to(DT)
+        plain = LSTM(3, 4, 2, batch_first=True).to(DT)
         plain.load_state_dict(drop.state_dict())
         drop.eval()
         torch.testing.assert_close(drop(x)[0], plain(x)[0], rtol=0, atol=0)
@@ -105,7 +105,7 @@ def test_lstm_non_recurrent_dropout_never_masks_the_recurrent_path(gen):
     x = torch.randn(3, 8, 2, dtype=DT, generator=gen)
     finals = {}
     for placement in ("non_recurrent", "recurrent"):
-        m = LSTM(2, 4, 2, dropout=0.5, dropout_placement=placement).to(DT)
+        m = LSTM(2, 4, 2, batch_first=True, dropout=0.5, dropout_placement=placement).to(DT)
         with torch.no_grad():
             for k in range(2):
                 getattr(m, f"weight_ih_l{k}").zero_()
@@ -119,7 +119,7 @@ def test_lstm_non_recurrent_dropout_never_masks_the_recurrent_path(gen):
 
 
 def test_input_gradient_norms_match_autograd_jacobian(gen):
-    m = GRU(2, 3).to(DT)
+    m = GRU(2, 3, batch_first=True).to(DT)
     x = torch.randn(2, 5, 2, dtype=DT, generator=gen)
     got = input_gradient_norms(m, x)
     norms = []
@@ -128,6 +128,16 @@ def test_input_gradient_norms_match_autograd_jacobian(gen):
         norms.append(J.pow(2).sum((0, 2)).sqrt())
     torch.testing.assert_close(got, torch.stack(norms).mean(0), **TOL)
     assert got.shape == (5,)
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_runners_default_to_time_first_like_torch(kind):
+    """Reference: torch.nn's defaults; a reader swapping one for the other gets the same shapes."""
+    ours = {"rnn": RNN, "lstm": LSTM, "gru": GRU}[kind](2, 3)
+    theirs = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind](2, 3)
+    assert ours.batch_first is theirs.batch_first is False
+    x = torch.zeros(5, 4, 2)  # (T, B, D)
+    assert ours(x)[0].shape == theirs(x)[0].shape == (5, 4, 3)
 
 
 @pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
@@ -159,7 +169,8 @@ def test_sequence_classifier_shapes_and_forget_bias(kind):
         (lambda: GRUCell(2, 3)([[0.0, 0.0]]), TypeError, "input"),
         (lambda: RNNCell(2, 3, nonlinearity="sigmoid"), ValueError, "nonlinearity"),
         (lambda: SequenceClassifier("cnn", 3, 3, 2), ValueError, "kind"),
-        (lambda: input_gradient_norms(GRU(2, 3), torch.zeros(2, 3)), ValueError, "input"),
+        (lambda: input_gradient_norms(GRU(2, 3, batch_first=True), torch.zeros(2, 3)), ValueError, "input"),
+        (lambda: input_gradient_norms(GRU(2, 3), torch.zeros(2, 3, 2)), ValueError, "batch_first"),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(call, exc, name):

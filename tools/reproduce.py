@@ -71,7 +71,7 @@ def main() -> int:
         env = {"PAPERS30_SCALE": scale, "PAPERS30_THREADS": str(args.threads),
                "PAPERS30_LEDGER_DIR": tmp, "PAPERS30_TRACE_DIR": tmp,
                "PYTHONPATH": os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH", "")) if p)}
-        _, seconds, error = execute(args.chapter, Path(tmp) / "nb", env, timeout=None)
+        _, seconds, error, _cpu = execute(args.chapter, Path(tmp) / "nb", env, timeout=None)
         if error:
             print(f"reproduce: chapter {args.chapter} failed: {error[:3000]}")
             return 1

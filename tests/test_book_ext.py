@@ -1,0 +1,52 @@
+"""book/_ext/papers30_book.py: the scorecard and the execution budget, rendered from hand-made records."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+import pytest
+
+from tests._site import ROOT
+from tests.test_ledger import ENTRIES, declared  # noqa: F401 - the fixture
+
+sys.path.insert(0, str(ROOT / "book" / "_ext"))
+spec = importlib.util.spec_from_file_location("papers30_book", ROOT / "book" / "_ext" / "papers30_book.py")
+ext = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(ext)
+
+
+def test_scorecard_summary_and_cards_by_hand(tmp_path, declared):  # noqa: F811
+    from papers30.ledger import ChapterLedger, load
+
+    book = ChapterLedger(13, directory=tmp_path)
+    book.record("head", [0.95, 0.97, 0.93], control=[0.1, 0.12, 0.08])
+    book.record("gap", 9.0, control=1.0)
+    book.record("torch", 0.0)
+    book.record("hard", 0.3, control=0.25)
+    ChapterLedger(12, directory=tmp_path).record("head12", [0.6, 0.2, 0.3], control=0.9)  # misses on seed 0
+    summary, body = ext.scorecard_html(load(tmp_path), {13: "ch13.html"})
+    assert summary.startswith("1 of 2 headline claims hold, in the 2 chapters written.")
+    assert "2 of 4 claims held and 2 missed (1 of those misses declared before the run)" in summary
+    assert "1 of 1 checks passed" in summary
+    assert body.count('class="papers30-score ') == 2
+    assert 'papers30-score-held' in body and 'papers30-score-missed' in body and 'href="ch13.html"' in body
+    assert "0.95 (0.93 to 0.97, 3 seeds)" in body and "<b>hard</b>" in body and "needs 100x" in body
+    assert "<table" not in body  # cards, not a wide table
+
+
+def test_budget_rows_by_hand():
+    summary = {"chapters": {"book/part1/01_a.md": {"seconds": 40.0, "ok": True, "peak_rss_mb": 500.0},
+                            "book/part1/02_b.md": {"seconds": 95.5, "ok": True, "peak_rss_mb": 800.0}},
+               "full_run": {"wall_seconds": 70.0, "jobs": 2, "threads": 1, "chapters": 2, "cpus": 2}}
+    sentence, rows = ext.budget_rows(summary, ["book/part1/01_a", "book/part1/02_b", "book/part1/03_c"])
+    assert rows == [["01_a", "40.0", "500", "yes"], ["02_b", "95.5", "800", "NO"],
+                    ["03_c", "not executed by execute.py", "—", "—"]]
+    assert "took 70 s of wall time" in sentence and "against a budget of 720 s" in sentence
+    assert "add up to 136 s" in sentence
+
+
+@pytest.mark.parametrize("missing", [{}, {"chapters": {}}])
+def test_budget_without_a_full_run_says_so(missing):
+    sentence, _ = ext.budget_rows(missing, [])
+    assert sentence.startswith("No run has executed every chapter")
