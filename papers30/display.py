@@ -5,11 +5,43 @@ name can be pasted into the text with ``{glue:text}`name:.3f``` or
 ``{glue:md}`name```. Where myst-nb is absent (Colab), it falls back to
 showing the value when ``display=True`` and to doing nothing otherwise, so the
 same notebook runs everywhere.
+
+Figures for lectures: while the book is built, ``PAPERS30_FIGURE_DIR`` is set
+and every glued matplotlib figure is also saved as SVG and as a PNG at slide
+resolution (200 dpi, light theme) under ``<dir>/chNN/<name>.svg|png``; the
+site links them under each figure. The chapter is the one whose
+:class:`papers30.ledger.ChapterLedger` was opened last (every chapter opens
+one in its setup cell).
 """
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
+
+FIGURE_ENV = "PAPERS30_FIGURE_DIR"
+SLIDE_DPI = 200
+_chapter: int | None = None
+
+
+def set_chapter(chapter: int | None) -> None:
+    """Name the chapter whose figures are being glued (the ledger calls this)."""
+    global _chapter
+    _chapter = chapter
+
+
+def export_figure(name: str, figure: Any) -> list[Path]:
+    """Save ``figure`` as SVG and 200-dpi PNG for lecturers, when the build asks for it; return the files."""
+    where = os.environ.get(FIGURE_ENV, "").strip()
+    if not where or _chapter is None:
+        return []
+    folder = Path(where) / f"ch{_chapter:02d}"
+    folder.mkdir(parents=True, exist_ok=True)
+    files = [folder / f"{name}.svg", folder / f"{name}.png"]
+    for f in files:
+        figure.savefig(f, dpi=SLIDE_DPI, facecolor="white", bbox_inches="tight")
+    return files
 
 try:  # pragma: no cover - which branch runs depends on the environment
     from myst_nb import glue as _myst_glue
@@ -25,6 +57,8 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if type(value).__module__.startswith("matplotlib.figure"):
+        export_figure(name, value)
     if _myst_glue is not None:
         _myst_glue(name, value, display=display)
     elif display:

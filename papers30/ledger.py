@@ -200,6 +200,9 @@ class ChapterLedger:
             raise ValueError(f"{LEDGER_ENV} must name a directory, got {str(self.path.parent)!r} (a file)")
         self.records: dict[str, Record] = {}
         self._save()
+        from papers30.display import set_chapter
+
+        set_chapter(chapter)
 
     def record(
         self,

@@ -48,7 +48,7 @@ def pytest_collection_modifyitems(session, config, items):
 
 
 ENV_VARS = ("PAPERS30_LEDGER_DIR", "PAPERS30_SCALE", "PAPERS30_DEVICE", "PAPERS30_THREADS", "PAPERS30_SEED",
-            "PAPERS30_TRACE_DIR")
+            "PAPERS30_TRACE_DIR", "PAPERS30_FIGURE_DIR")
 
 
 @pytest.fixture(autouse=True)

@@ -154,6 +154,7 @@ def main() -> int:
     # side do not steal each other's cores (results are unchanged).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PAPERS30_LEDGER_DIR", str(BUILD / "ledger"))
+    os.environ.setdefault("PAPERS30_FIGURE_DIR", str(BUILD / "figures"))
     summary = load_summary()
     known = summary.get("chapters", {})
     # Longest first (times of the previous run), so that two workers finish close together.

@@ -34,6 +34,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinxcontrib.mermaid import mermaid
 
 from papers30 import ledger
+from papers30.display import FIGURE_ENV
 from papers30.papers import Paper, all_papers, declared_claims
 
 logger = logging.getLogger(__name__)
@@ -284,6 +285,31 @@ def _render_scorecard(app: Sphinx, doctree: nodes.document, docname: str) -> Non
         node.replace_self([para, nodes.raw("", body, format="html")])
 
 
+def _number_per_chapter(app: Sphinx, env) -> list[str]:
+    """Renumber figures, tables and equations per chapter: "Fig. 13.2", "(3.4)".
+
+    Sphinx numbers them across the whole book when the toctree is not
+    numbered (chapter 13's first figure would be "Fig. 40"). This runs after
+    Sphinx's own numbering (``env-get-updated``, later priority) and gives the
+    items of each chapter the chapter's number and their order in the page.
+    Returns the chapters whose numbers changed, so that they are written again.
+    """
+    previous = getattr(env, "papers30_numbers", {})
+    changed = []
+    for docname, types in env.toc_fignumbers.items():
+        paper = _chapter_of(docname)
+        if paper is None:
+            continue
+        for figtype, ids in types.items():
+            order = sorted(ids, key=lambda k: ids[k])
+            types[figtype] = {k: (paper.number, i) for i, k in enumerate(order, start=1)}
+        if previous.get(docname) != types:
+            changed.append(docname)
+    env.papers30_numbers = {d: {t: dict(v) for t, v in types.items()} for d, types in env.toc_fignumbers.items()
+                            if _chapter_of(d) is not None}
+    return changed
+
+
 def _resolve_links(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     for ref in doctree.findall(nodes.reference):
         if "papers30_doc" in ref.attributes:
@@ -414,6 +440,68 @@ def _downloads_with_outputs(app: Sphinx, exception) -> None:
 
 def _config_inited(app: Sphinx, config) -> None:
     os.environ[ledger.LEDGER_ENV] = str(ledger_dir(app))
+    os.environ[FIGURE_ENV] = str(figure_dir(app))
+
+
+def figure_dir(app: Sphinx) -> Path:
+    return Path(app.outdir).parent / "figures"
+
+
+GLUE_FIGURE = re.compile(r"^```\{glue:figure\}\s+(\S+)\s*\n((?::[\w-]+:.*\n)*)", re.M)
+
+
+def glued_figures(source: str) -> dict[str, str]:
+    """``{figure name: glue key}`` of a chapter's ``{glue:figure}`` directives."""
+    out = {}
+    for key, options in GLUE_FIGURE.findall(source):
+        name = re.search(r"^:name:\s*(\S+)", options, re.M)
+        if name:
+            out[name.group(1)] = key
+    return out
+
+
+def figure_tools_html(number: str, chapter: Paper, page_url: str, anchor: str, svg: str, png: str, year: int) -> str:
+    """The links under a chapter figure: downloads, permalink and a one-line citation."""
+    cite = (f"Fig. {number} in papers30 contributors, \u201cChapter {chapter.number}: {chapter.title}\u201d, "
+            f"{BOOK_TITLE}, {year}. {page_url}#{anchor}")
+    esc = html.escape
+    return (f'<div class="papers30-figure-tools"><a href="{esc(svg)}" download>SVG</a> · '
+            f'<a href="{esc(png)}" download>PNG (slide, 200 dpi)</a> · '
+            f'<a class="papers30-permalink" href="#{esc(anchor)}">Permalink to Fig. {esc(number)}</a>'
+            f'<p class="papers30-cite-figure">Cite this figure: {esc(cite)}</p></div>')
+
+
+def _figure_tools(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    import shutil
+
+    paper = _chapter_of(docname)
+    if paper is None or app.builder.format != "html":
+        return
+    source = Path(app.env.doc2path(docname)).read_text(encoding="utf-8")
+    keys = glued_figures(source)
+    numbers = app.env.toc_fignumbers.get(docname, {}).get("figure", {})
+    target = Path(app.outdir) / "_static" / "figures" / f"ch{paper.number:02d}"
+    for fig in doctree.findall(nodes.figure):
+        anchor = next((i for i in fig["ids"] if i in keys), None)
+        if anchor is None:
+            continue
+        files = [figure_dir(app) / f"ch{paper.number:02d}" / f"{keys[anchor]}.{ext}" for ext in ("svg", "png")]
+        if not all(f.exists() for f in files):
+            logger.warning(f"figure {anchor}: no exported files {files[0].name}/.png in {files[0].parent} "
+                           "(glue the figure with papers30.display.glue after opening the ChapterLedger)",
+                           location=docname)
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(f, target / f.name)
+        rel = app.builder.get_target_uri(docname)
+        depth = rel.count("/")
+        prefix = "../" * depth + f"_static/figures/ch{paper.number:02d}/"
+        number = ".".join(map(str, numbers.get(fig["ids"][0], ())))
+        url = chapter_url(app.config.html_baseurl, paper)
+        fig += nodes.raw("", figure_tools_html(number, paper, url, anchor, prefix + files[0].name,
+                                               prefix + files[1].name, int(app.config.papers30_year)),
+                         format="html")
 
 
 def setup(app: Sphinx) -> dict:
@@ -427,10 +515,12 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("execution-budget", ExecutionBudget)
     app.connect("config-inited", _config_inited)
     app.connect("env-get-outdated", _always_reread)
+    app.connect("env-get-updated", _number_per_chapter, priority=900)
     app.connect("env-purge-doc", _purge)
     app.connect("doctree-resolved", _render_scorecard)
     app.connect("doctree-resolved", _render_budget)
     app.connect("doctree-resolved", _resolve_links)
+    app.connect("doctree-resolved", _figure_tools)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("html-page-context", _add_meta)
     app.connect("html-page-context", _fix_citation_list_role)
