@@ -52,20 +52,25 @@ except ImportError:  # pragma: no cover
 def glue(name: str, value: Any, display: bool = False) -> None:
     """Store ``value`` under ``name`` for pasting into the page (see module docstring).
 
-    A matplotlib figure is closed once glued, so that the notebook does not
+    Outside the book build (a reader notebook in Colab, Binder or Jupyter,
+    where nothing pastes glued values), a figure glued with ``display=False``
+    is shown where it is made instead, so the reader still sees it. A
+    matplotlib figure is closed once glued, so that the notebook does not
     show it a second time at the end of the cell.
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
-    if type(value).__module__.startswith("matplotlib.figure"):
+    is_figure = type(value).__module__.startswith("matplotlib.figure")
+    if is_figure:
         export_figure(name, value)
+    in_build = bool(os.environ.get(FIGURE_ENV, "").strip())
     if _myst_glue is not None:
         _myst_glue(name, value, display=display)
-    elif display:
+    if display and _myst_glue is None or (is_figure and not display and not in_build):
         from IPython.display import display as show
 
         show(value)
-    if type(value).__module__.startswith("matplotlib.figure"):
+    if is_figure:
         import matplotlib.pyplot as plt
 
         plt.close(value)

@@ -49,3 +49,21 @@ def test_no_export_outside_a_build(tmp_path, monkeypatch):
     display.set_chapter(7)
     fig, _ = plt.subplots()
     assert display.export_figure("x", fig) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_outside_a_build_a_hidden_figure_is_shown_where_it_is_made(monkeypatch):
+    """Reference: IPython's display hook, replaced by a recorder; in the build nothing extra is shown."""
+    import IPython.display
+
+    from papers30 import display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda v: shown.append(v))
+    fig, _ = plt.subplots()
+    glue("fig_reader", fig, display=False)
+    assert shown == [fig]
+    monkeypatch.setenv("PAPERS30_FIGURE_DIR", "/nonexistent-but-set")
+    monkeypatch.setattr(display, "_chapter", None)  # no chapter: nothing is exported
+    fig2, _ = plt.subplots()
+    glue("fig_build", fig2, display=False)
+    assert shown == [fig]

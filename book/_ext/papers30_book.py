@@ -433,9 +433,40 @@ def _downloads_with_outputs(app: Sphinx, exception) -> None:
         except KeyError:
             continue  # not executed through the cache (e.g. execution off)
         docname = ipynb.relative_to(executed).with_suffix("").as_posix()
-        for target in (ipynb, Path(app.outdir) / "_sources" / f"{docname}.ipynb"):
-            if target.exists():
-                nbformat.write(merged, target)
+        nbformat.write(merged, ipynb)
+        download = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
+        if download.exists():
+            nbformat.write(reader_download(docname, merged) if _chapter_of(docname) else merged, download)
+
+
+def reader_download(docname: str, executed) -> object:
+    """The chapter's reader notebook (book/_ext/reader.py) with this build's values and outputs."""
+    import reader
+
+    nb = reader.reader_notebook(docname, reader.glue_values_of(executed))
+    outputs = [c.get("outputs", []) for c in executed.cells if c.cell_type == "code"
+               and not ("%pip install" in c.source and "remove-cell" in c.metadata.get("tags", []))]
+    code = [c for c in nb.cells if c.cell_type == "code" and "install" not in c.metadata.get("tags", [])]
+    for cell, outs in zip(code, outputs):
+        cell.outputs = outs
+    return nb
+
+
+def _reader_launch_buttons(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Point a chapter's Colab and Binder buttons at its reader notebook (notebooks/NN_slug.ipynb)."""
+    paper = _chapter_of(pagename)
+    if paper is None:
+        return
+    old, new = f"{pagename}.ipynb", f"notebooks/{Path(pagename).name}.ipynb"
+
+    def fix(buttons) -> None:
+        for b in buttons or []:
+            if isinstance(b, dict):
+                if isinstance(b.get("url"), str):
+                    b["url"] = b["url"].replace(old, new)
+                fix(b.get("buttons"))
+
+    fix(context.get("header_buttons"))
 
 
 def _config_inited(app: Sphinx, config) -> None:
@@ -523,6 +554,7 @@ def setup(app: Sphinx) -> dict:
     app.connect("doctree-resolved", _figure_tools)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("html-page-context", _add_meta)
+    app.connect("html-page-context", _reader_launch_buttons, priority=600)
     app.connect("html-page-context", _fix_citation_list_role)
     app.connect("build-finished", _write_sitemap)
     app.connect("build-finished", _downloads_with_outputs)
