@@ -10,7 +10,7 @@ STAMP := $(VENV)/.papers30-installed
 BUILD := _build
 JB := $(BIN)/jupyter-book build . -n -W --keep-going
 
-.PHONY: book test pdf install clean reproduce notebooks
+.PHONY: book test pdf install clean reproduce notebooks bench
 
 install: $(STAMP)
 
@@ -49,6 +49,11 @@ test: $(STAMP)
 # glued values. Committed; tests/test_reader.py checks they are in sync.
 notebooks: book
 	$(BIN)/python book/_ext/reader.py
+
+# Kernel timings against torch (book/results/bench.json, shown on the
+# "Kernel benchmarks" page). Run on an idle machine.
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py
 
 # A chapter's recorded larger run (book/results/chNN.json): on a GPU at the
 # paper's scale, otherwise a long CPU run. Usage: make reproduce CH=10

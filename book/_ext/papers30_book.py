@@ -153,6 +153,29 @@ class Scorecard(SphinxDirective):
         return [scorecard_placeholder()]
 
 
+class KernelBenchmarks(SphinxDirective):
+    """The table of ``make bench`` (book/results/bench.json), with the machine it ran on."""
+
+    def run(self) -> list[nodes.Node]:
+        import json
+
+        path = Path(self.env.srcdir) / "book" / "results" / "bench.json"
+        self.env.note_dependency(str(path))
+        if not path.exists():
+            return [self.state_machine.reporter.warning("book/results/bench.json is missing: run make bench",
+                                                        line=self.lineno)]
+        data = json.loads(path.read_text())
+        para = nodes.paragraph()
+        para += nodes.Text(f"Measured on {data['machine']}, {data['date']}, median of {data['repeats']} "
+                           "repeats of forward plus backward, by ")
+        para += nodes.literal(text="make bench")
+        para += nodes.Text(".")
+        rows = [[r["kernel"], r["shape"], f"{r['ours_ms']:.2f}", f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}",
+                 f"{r['target']:g}", "yes" if r["met"] else "no", r.get("note", "")] for r in data["rows"]]
+        head = ["Kernel", "Shapes", "Ours (ms)", "Torch (ms)", "Ratio", "Target", "Met", "Why it misses"]
+        return [para, _table(head, rows, [18, 20, 9, 9, 7, 7, 6, 24])]
+
+
 class budget_placeholder(nodes.General, nodes.Element):
     pass
 
@@ -544,6 +567,7 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("scorecard", Scorecard)
     app.add_node(budget_placeholder)
     app.add_directive("execution-budget", ExecutionBudget)
+    app.add_directive("kernel-benchmarks", KernelBenchmarks)
     app.connect("config-inited", _config_inited)
     app.connect("env-get-outdated", _always_reread)
     app.connect("env-get-updated", _number_per_chapter, priority=900)
