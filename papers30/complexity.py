@@ -606,6 +606,13 @@ def mode_amplitude(states: torch.Tensor) -> torch.Tensor:
     return (2.0 / h * ((u - u.mean(dim=-1, keepdim=True)) * basis).sum(dim=-1)).cpu()
 
 
+def _line_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line through the points ``(x, y)`` (float64, ``(N,)``)."""
+    dx = x - x.mean()
+    slope = (dx * (y - y.mean())).sum() / (dx * dx).sum()
+    return float(slope), float(y.mean() - slope * x.mean())
+
+
 def decay_rate(times: Sequence[float], values: Sequence[float]) -> float:
     """Least-squares rate ``r`` of ``values ~ c * exp(-r * t)``: minus the slope of ``log(values)`` on ``times``.
 
@@ -618,9 +625,7 @@ def decay_rate(times: Sequence[float], values: Sequence[float]) -> float:
         raise ValueError("times must hold at least two distinct values")
     if (vs <= 0).any():
         raise ValueError("values must be positive to take their logarithm")
-    dt = ts - ts.mean()
-    lv = vs.log()
-    return float(-(dt * (lv - lv.mean())).sum() / (dt * dt).sum())
+    return -_line_fit(ts, vs.log())[0]
 
 
 def log_times(end: int, count: int) -> list[int]:
@@ -666,8 +671,5 @@ def power_law_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
         raise ValueError("x must be positive for a log-log fit")
     if (ys <= 0).any():
         raise ValueError("y must be positive for a log-log fit")
-    lx, ly = xs.log(), ys.log()
-    dx = lx - lx.mean()
-    a = (dx * (ly - ly.mean())).sum() / (dx * dx).sum()
-    c = (ly.mean() - a * lx.mean()).exp()
-    return float(a), float(c)
+    a, log_c = _line_fit(xs.log(), ys.log())
+    return a, math.exp(log_c)
