@@ -632,6 +632,40 @@ def fit_weight_decay(
     return history
 
 
+def select_weight_decay(
+    make_net: Callable[[], NoisyMLP],
+    input: torch.Tensor,
+    target: torch.Tensor,
+    decays: Sequence[float],
+    *,
+    held_out: int,
+    iterations: int,
+) -> tuple[float, list[float]]:
+    """Choose a weight-decay coefficient the paper's way: fit on part of the training set, judge on the rest.
+
+    For each of ``decays`` a new net from ``make_net()`` is fitted by
+    :func:`fit_weight_decay` to all but the last ``held_out`` cases and
+    scored by :func:`relative_error` on those. Returns the best coefficient
+    and every score (the caller then retrains on the whole training set).
+    """
+    if not callable(make_net):
+        raise TypeError(f"make_net must be callable, got {type(make_net).__name__}")
+    _checks.positive_int("held_out", held_out)
+    if held_out >= target.shape[0]:
+        raise ValueError(f"held_out must leave cases to fit on, got {held_out} of {target.shape[0]}")
+    if isinstance(decays, (str, bytes)) or not isinstance(decays, Sequence) or not decays:
+        raise TypeError(f"decays must be a non-empty sequence of floats, got {decays!r}")
+    fit_x, fit_y, val_x, val_y = input[:-held_out], target[:-held_out], input[-held_out:], target[-held_out:]
+    scores = []
+    for decay in decays:
+        net = make_net()
+        fit_weight_decay(net, fit_x, fit_y, decay=decay, iterations=iterations)
+        with torch.no_grad():
+            scores.append(relative_error(net(val_x, sample=False), val_y))
+    best = min(range(len(scores)), key=scores.__getitem__)
+    return float(decays[best]), scores
+
+
 def relative_error(prediction: torch.Tensor, target: torch.Tensor) -> float:
     """The paper's relative error: squared error over that of always guessing the targets' mean (eq. 27)."""
     _checks.tensor("prediction", prediction, kind="float")
