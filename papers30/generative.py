@@ -27,6 +27,7 @@ from torch import nn
 
 from papers30 import _checks
 from papers30.mdl import LN2, gaussian_kl
+from papers30.training import History, fit
 
 __all__ = [
     "ELBO",
@@ -41,6 +42,7 @@ __all__ = [
     "pixel_error",
     "receptive_field",
     "reparameterize",
+    "train_vae",
     "window_mask",
 ]
 
@@ -352,6 +354,37 @@ class VAE(nn.Module):
             else:
                 x[:, :, pos[0], pos[1]] = draw[:, :, pos[0], pos[1]]
         return x
+
+
+def train_vae(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    steps: int,
+    batch: int,
+    generator: torch.Generator,
+    lr: float = 2e-3,
+    stop_after: int | None = None,
+) -> History:
+    """Minimise the negative ELBO (bits per image) of ``images (N, 1, S, S)`` with Adam; return the :class:`History`.
+
+    Each step draws ``batch`` images at random and one code sample per image
+    from ``generator`` (on the CPU), so two models trained with equally
+    seeded generators see the same batches. No KL annealing or free bits.
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a VAE, got {type(model).__name__}")
+    model._check_images(images)
+    _checks.positive_int("batch", batch)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def loss(step: int) -> torch.Tensor:
+        idx = torch.randint(0, images.shape[0], (batch,), generator=generator).to(images.device)
+        return model(images[idx], generator).total.mean()  # eq. (vlae-elbo)
+
+    return fit(model, opt, loss, steps, stop_after=stop_after)
 
 
 def pixel_error(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
