@@ -106,6 +106,23 @@ def misfit_bits(
     return nats / LN2 - math.log2(tolerance)  # eq. (misfit)
 
 
+def _mixture_args(
+    mu_q: torch.Tensor, std_q: object, logits: object, stds: object, means: object
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate a Gaussian and a mixture's parameters; return ``std_q`` as a tensor and the means (default 0)."""
+    _checks.tensor("mu_q", mu_q, kind="float")
+    std_q = _std_tensor("std_q", std_q)
+    _checks.tensor("logits", logits, ndim=1, kind="float")
+    _checks.tensor("stds", stds, ndim=1, kind="float")
+    _std_tensor("stds", stds)
+    _checks.size_matches("stds", stds.shape[0], logits.shape[0], "number of components")
+    if means is None:
+        means = torch.zeros_like(stds)
+    _checks.tensor("means", means, ndim=1, kind="float")
+    _checks.size_matches("means", means.shape[0], logits.shape[0], "number of components")
+    return torch.as_tensor(std_q, dtype=mu_q.dtype, device=mu_q.device), means
+
+
 def mixture_kl(
     mu_q: torch.Tensor,
     std_q: torch.Tensor | float,
@@ -126,20 +143,10 @@ def mixture_kl(
     quadrature converges badly here: a narrow component puts a sharp bend
     into ``log p``.)
     """
-    _checks.tensor("mu_q", mu_q, kind="float")
-    std_q = _std_tensor("std_q", std_q)
-    _checks.tensor("logits", logits, ndim=1, kind="float")
-    _checks.tensor("stds", stds, ndim=1, kind="float")
-    _std_tensor("stds", stds)
-    _checks.size_matches("stds", stds.shape[0], logits.shape[0], "number of components")
-    if means is None:
-        means = torch.zeros_like(stds)
-    _checks.tensor("means", means, ndim=1, kind="float")
-    _checks.size_matches("means", means.shape[0], logits.shape[0], "number of components")
+    std_q, means = _mixture_args(mu_q, std_q, logits, stds, means)
     _checks.positive_int("nodes", nodes)
     u = torch.linspace(-8.0, 8.0, nodes, dtype=mu_q.dtype, device=mu_q.device)
     w = torch.softmax(-0.5 * u**2, dim=0)  # standard normal weights on the grid, sum 1
-    std_q = torch.as_tensor(std_q, dtype=mu_q.dtype, device=mu_q.device)
     points = mu_q[..., None] + std_q[..., None] * u  # (..., nodes)
     log_pi = torch.log_softmax(logits, dim=0)
     z = (points[..., None] - means) / stds  # (..., nodes, C)
@@ -166,17 +173,7 @@ def mixture_code_cost(
     Sec. 7); it is an upper bound on :func:`mixture_kl`, in closed form,
     eq. (mix-cost) of chapter 5.
     """
-    _checks.tensor("mu_q", mu_q, kind="float")
-    std_q = _std_tensor("std_q", std_q)
-    _checks.tensor("logits", logits, ndim=1, kind="float")
-    _checks.tensor("stds", stds, ndim=1, kind="float")
-    _std_tensor("stds", stds)
-    _checks.size_matches("stds", stds.shape[0], logits.shape[0], "number of components")
-    if means is None:
-        means = torch.zeros_like(stds)
-    _checks.tensor("means", means, ndim=1, kind="float")
-    _checks.size_matches("means", means.shape[0], logits.shape[0], "number of components")
-    std_q = torch.as_tensor(std_q, dtype=mu_q.dtype, device=mu_q.device)
+    std_q, means = _mixture_args(mu_q, std_q, logits, stds, means)
     g = gaussian_kl(mu_q[..., None], std_q[..., None], means, stds)  # (..., C)
     return -torch.logsumexp(torch.log_softmax(logits, dim=0) - g, dim=-1)  # eq. (mix-cost)
 
@@ -525,6 +522,10 @@ PAPER_SCHEDULE = (0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 """The paper's warm-up: the factor on the weights' bits, raised stage by stage (Sec. 9)."""
 
 
+class _Stop(Exception):
+    """Raised inside an L-BFGS closure once ``stop_after`` losses have been logged."""
+
+
 def _lbfgs(params: list[nn.Parameter], loss_fn: Callable[[], torch.Tensor], iterations: int,
            history: History, stop_after: int | None) -> bool:
     """Run L-BFGS (strong-Wolfe line search) for ``iterations``; log every evaluation; True when stopped."""
@@ -532,18 +533,18 @@ def _lbfgs(params: list[nn.Parameter], loss_fn: Callable[[], torch.Tensor], iter
                             tolerance_grad=1e-9, tolerance_change=1e-12)
 
     def closure() -> torch.Tensor:
+        if stop_after is not None and len(history.losses) >= stop_after:
+            raise _Stop
         opt.zero_grad(set_to_none=True)
         loss = loss_fn()
         loss.backward()
         history.losses.append(loss.item())
         return loss
 
-    if stop_after is not None:
-        left = stop_after - len(history.losses)
-        if left <= 0:
-            return True
-        opt.defaults["max_eval"] = opt.param_groups[0]["max_eval"] = left
-    opt.step(closure)
+    try:
+        opt.step(closure)
+    except _Stop:
+        return True
     return stop_after is not None and len(history.losses) >= stop_after
 
 

@@ -21,6 +21,7 @@ from papers30.generative import (
     pixel_error,
     receptive_field,
     reparameterize,
+    train_vae,
     window_mask,
 )
 
@@ -164,6 +165,21 @@ def test_vae_shapes_and_elbo_is_nonnegative(k, batch):
     assert s.shape == x.shape and set(s.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_train_vae_lowers_the_bound_and_equal_generators_give_equal_runs():
+    """Reference: the same run twice from the same seeds (same batches, same code samples)."""
+    x = (torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = VAE(6, latent=2, hidden=8, channels=4, kernel_size=3)
+        history = train_vae(model, x, steps=30, batch=8, generator=torch.Generator().manual_seed(1))
+        runs.append(history.losses)
+    assert runs[0] == runs[1]
+    assert sum(runs[0][-5:]) < sum(runs[0][:5])
+    short = train_vae(model, x, steps=30, batch=8, generator=torch.Generator().manual_seed(1), stop_after=4)
+    assert len(short.losses) == 4
+
+
 def test_bad_inputs_name_the_argument():
     with pytest.raises(TypeError, match="images"):
         binarize([[0.0]])
@@ -189,6 +205,10 @@ def test_bad_inputs_name_the_argument():
         pixel_error(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
     with pytest.raises(ValueError, match="factor"):
         coarse_error(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), 3)
+    with pytest.raises(TypeError, match="generator"):
+        train_vae(VAE(4, latent=2, hidden=4, channels=2), torch.zeros(3, 1, 4, 4), steps=1, batch=2, generator=1)
+    with pytest.raises(TypeError, match="model"):
+        train_vae(torch.nn.Linear(2, 2), torch.zeros(3, 1, 4, 4), steps=1, batch=2, generator=torch.Generator())
     with pytest.raises(TypeError, match="image_size"):
         VAE(8.0)
     model = VAE(4, latent=2, hidden=4, channels=2, kernel_size=3)

@@ -31,6 +31,7 @@ from papers30.mdl import (
     nats_to_bits,
     no_network_bits,
     relative_error,
+    select_weight_decay,
     standardize,
 )
 
@@ -423,9 +424,28 @@ def test_fit_weight_decay_on_a_linear_net_is_ridge_regression(gen):
     torch.testing.assert_close(net.means(), beta[:, 0], atol=1e-6, rtol=0)
 
 
+def test_select_weight_decay_picks_the_best_held_out_score_by_brute_force(gen):
+    """Reference: fit every coefficient by hand on the same split and compare the scores."""
+    x = torch.randn(30, 4, dtype=DT, generator=gen)
+    y = x[:, :1] + 0.5 * torch.randn(30, 1, dtype=DT, generator=gen)
+
+    def make():
+        torch.manual_seed(0)
+        return NoisyMLP((4, 1)).double()
+
+    best, scores = select_weight_decay(make, x, y, [0.0, 1.0, 100.0], held_out=10, iterations=100)
+    for decay, score in zip([0.0, 1.0, 100.0], scores):
+        net = make()
+        fit_weight_decay(net, x[:20], y[:20], decay=decay, iterations=100)
+        with torch.no_grad():
+            assert score == pytest.approx(relative_error(net(x[20:], sample=False), y[20:]), rel=1e-9)
+    assert best == [0.0, 1.0, 100.0][scores.index(min(scores))]
+
+
 def test_fit_description_length_shortens_the_description_and_can_keep_the_means(gen):
     x = torch.randn(20, 3, dtype=DT, generator=gen)
     y = x[:, :1] - 0.5 * x[:, 1:2] + 0.1 * torch.randn(20, 1, dtype=DT, generator=gen)
+    torch.manual_seed(0)
     net = NoisyMLP((3, 2, 1), init_std=0.1).double()
     before = description_length(net, x, y, tolerance=0.01).total.item()
     history = fit_description_length(net, x, y, tolerance=0.01, iterations_per_stage=5, final_iterations=50)
@@ -489,6 +509,10 @@ def test_few_example_task_labels_match_the_formula(gen):
         (lambda: fit_weight_decay(NoisyMLP((3, 1)), torch.zeros(2, 3), torch.zeros(2, 1), decay=-1.0,
                                   iterations=5), ValueError, "decay"),
         (lambda: relative_error(torch.zeros(3), torch.zeros(2)), ValueError, "target"),
+        (lambda: select_weight_decay(lambda: NoisyMLP((3, 1)), torch.zeros(4, 3), torch.zeros(4, 1), [1.0],
+                                     held_out=4, iterations=2), ValueError, "held_out"),
+        (lambda: select_weight_decay(3, torch.zeros(4, 3), torch.zeros(4, 1), [1.0], held_out=1, iterations=2),
+         TypeError, "make_net"),
         (lambda: standardize(torch.zeros(3)), TypeError, "train"),
         (lambda: few_example_task(5, 5, 4, noise=0.1, generator=torch.Generator(), noisy_test=1), TypeError,
          "noisy_test"),
