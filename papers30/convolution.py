@@ -264,13 +264,28 @@ class ConvNet(nn.Module):
 
 @dataclass
 class Race:
-    """What :func:`epochs_to_error` measured: the winner, its epochs, and every runner's curve."""
+    """What :func:`epochs_to_error` measured: the winner, its epochs, and every runner's curve.
+
+    ``lr`` is the winning learning rate (None when no model reached the
+    threshold), ``epochs`` the epochs it took (or the cap), ``running[lr]``
+    each model's training error after every step from the end of its first
+    epoch, ``dropped[lr]`` the step at which a model dropped out, and
+    ``models[lr]`` the trained models as they stood when the race ended.
+    """
 
     lr: float | None
     epochs: float
     running: dict[float, list[float]]
     dropped: dict[float, int]
     steps_per_epoch: int
+    models: dict[float, nn.Module]
+
+    @property
+    def best(self) -> float:
+        """The winning rate or, when none won, the rate whose last training error is lowest."""
+        if self.lr is not None:
+            return self.lr
+        return min(self.running, key=lambda lr: self.running[lr][-1] if self.running[lr] else math.inf)
 
 
 def epochs_to_error(
@@ -356,10 +371,11 @@ def epochs_to_error(
                     elif error > 0.85 and step >= 2 * per_epoch:
                         dropped[lr] = step
             if arrived:  # the lowest error wins a tie; equal errors go to the rate listed first
-                return Race(min(arrived, key=lambda a: a[0])[1], step / per_epoch, running, dropped, per_epoch)
+                return Race(min(arrived, key=lambda a: a[0])[1], step / per_epoch, running, dropped, per_epoch,
+                        models)
             if len(dropped) == len(models):
-                return Race(None, float(max_epochs), running, dropped, per_epoch)
-    return Race(None, float(max_epochs), running, dropped, per_epoch)
+                return Race(None, float(max_epochs), running, dropped, per_epoch, models)
+    return Race(None, float(max_epochs), running, dropped, per_epoch, models)
 
 
 # --- Dilated convolutions and the context module (chapter 11) -------------------------

@@ -372,6 +372,8 @@ def test_epochs_to_error_picks_the_fastest_rate_and_drops_diverging_ones():
                            generator=torch.Generator().manual_seed(3), **kw)
     alone = epochs_to_error(make_mlp, [0.05], x, y, 0.15, generator=torch.Generator().manual_seed(3), **kw)
     assert race.lr == 0.05 and race.epochs == alone.epochs < 60  # racing others changes nothing
+    assert race.best == 0.05
+    torch.testing.assert_close(race.models[0.05](x), alone.models[0.05](x))  # the same trained model
     assert list(race.dropped) == [math.inf]  # its loss stopped being finite
     assert min(race.running[1e-4]) > 0.15  # the slow rate was still running, far behind
 
@@ -382,6 +384,9 @@ def test_epochs_to_error_reports_the_cap_when_no_rate_gets_there():
     race = epochs_to_error(linear, [0.1], x, y, 0.05, batch_size=16, max_epochs=3)
     assert race.lr is None and race.epochs == 3.0
     assert len(race.running[0.1]) == 24 - 8 + 1  # one reading per step once an epoch has passed
+    assert race.best == 0.1 and set(race.models) == {0.1}
+    two = epochs_to_error(linear, [1e-6, 0.1], x, y, 0.05, batch_size=16, max_epochs=3)
+    assert two.best == min(two.running, key=lambda lr: two.running[lr][-1])
 
 
 @pytest.mark.parametrize(
