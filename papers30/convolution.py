@@ -108,6 +108,13 @@ def _init_weights(module: nn.Module, activation: str, init_std: float | None) ->
             nn.init.zeros_(m.bias)
 
 
+def _check_images(images: object, channels: int, size: int) -> None:
+    _checks.tensor("images", images, ndim=4, kind="float")
+    _checks.size_matches("images", images.shape[1], channels, "channels")  # type: ignore[union-attr]
+    _checks.size_matches("images", images.shape[-1], size, "width")  # type: ignore[union-attr]
+    _checks.size_matches("images", images.shape[-2], size, "height")  # type: ignore[union-attr]
+
+
 def _check_init_std(init_std: object) -> None:
     if init_std is None:
         return
@@ -197,10 +204,7 @@ class SmallAlexNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` with ``H = W = image_size`` -> logits ``(B, K)``."""
-        _checks.tensor("images", images, ndim=4, kind="float")
-        _checks.size_matches("images", images.shape[1], self.in_channels, "channels")
-        _checks.size_matches("images", images.shape[-1], self.image_size, "width")
-        _checks.size_matches("images", images.shape[-2], self.image_size, "height")
+        _check_images(images, self.in_channels, self.image_size)
         return self.classifier(self.features(images))
 
 
@@ -255,10 +259,7 @@ class ConvNet(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` with ``H = W = image_size`` -> logits ``(B, K)``."""
-        _checks.tensor("images", images, ndim=4, kind="float")
-        _checks.size_matches("images", images.shape[1], self.in_channels, "channels")
-        _checks.size_matches("images", images.shape[-1], self.image_size, "width")
-        _checks.size_matches("images", images.shape[-2], self.image_size, "height")
+        _check_images(images, self.in_channels, self.image_size)
         return self.classifier(self.features(images))
 
 
