@@ -1,13 +1,20 @@
-"""Convolutional pieces of AlexNet (chapter 7): local response normalisation and a small AlexNet.
+"""Convolutional networks: AlexNet's pieces (chapter 7) and dilated convolutions (chapter 11).
 
-:func:`local_response_norm` and :class:`LocalResponseNorm` implement the
-paper's across-channel normalisation from its formula, with the name,
-argument order and defaults of ``torch.nn.functional.local_response_norm``
-and ``torch.nn.LocalResponseNorm``. :class:`SmallAlexNet` is a scaled-down
-AlexNet for 28x28 images (the book's Fashion-MNIST set, chapters 7 and 10):
-the same sequence of convolution, non-linearity, normalisation and
-overlapping max-pooling stages, and a dropout-regularised classifier, with
-switches for the activation (ReLU or tanh), LRN and dropout.
+Chapter 7 (Krizhevsky et al., 2012). :func:`local_response_norm` and
+:class:`LocalResponseNorm` implement the paper's across-channel normalisation
+from its formula, with the name, argument order and defaults of
+``torch.nn.functional.local_response_norm`` and ``torch.nn.LocalResponseNorm``.
+:class:`SmallAlexNet` is a scaled-down AlexNet for small images (the book's
+Fashion-MNIST set): the same sequence of convolution, non-linearity,
+normalisation and overlapping max-pooling stages and a dropout-regularised
+classifier, with switches for the activation (ReLU or tanh), LRN and dropout.
+:class:`ConvNet` is a plain stack of convolution, activation and pooling
+stages with a linear classifier (the four-layer network of the paper's
+Figure 1, and a general small classifier for later chapters), and
+:func:`epochs_to_error` measures Figure 1's quantity: the epochs to a
+training-error threshold with the fastest of several learning rates.
+
+Chapter 11 (Yu and Koltun, 2016): see the section below.
 
 Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width,
 ``K`` classes.
@@ -387,7 +394,10 @@ def epochs_to_error(
 # :func:`receptive_field` is the analytic receptive field of a stack of
 # stride-1 layers and :func:`empirical_receptive_field` measures it with a
 # gradient; :class:`ContextModule` is the paper's stack of 3x3 convolutions with
-# growing dilation, with its identity initialisation.
+# growing dilation, with its identity initialisation (basic or large widths,
+# :func:`large_widths`); :class:`PoolingModule` is the equal-parameter
+# alternative that pools and upsamples; :func:`in_view` says which pixels a
+# square receptive field sees.
 
 PAPER_DILATIONS = (1, 1, 2, 4, 8, 16, 1)  # layers 1-7 of the paper's context module (Table 1)
 LARGE_MULTIPLIERS = (2, 2, 4, 8, 16, 32, 32)  # widths of layers 1-7 of the large module, in units of C
