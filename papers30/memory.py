@@ -2,10 +2,14 @@
 
 Chapter 18 (Santoro et al., *Relational Recurrent Neural Networks*, 2018):
 the relational memory core (RMC). Its state is a matrix of ``N`` memory slots;
-at every step the slots attend to each other and to the new input with the
-multi-head attention of chapter 13 (:class:`papers30.attention.MultiheadAttention`),
-pass through a residual MLP, and are then blended with the old slots by
-LSTM-style input and forget gates, one pair of gates per slot and unit:
+at every step the slots attend to each other and to the new input with
+multi-head dot-product attention (chapter 13's
+:func:`papers30.attention.attention_weights`, with the layer-normalised query,
+key and value projections of the paper's public Sonnet code), pass through a
+residual MLP, and are then blended with the old slots by LSTM-style input and
+forget gates, one pair of gates per slot and unit, as in that code:
+
+* :class:`MemoryAttention`: the slots attend to the slots and the input row;
 
 * :meth:`RelationalMemory.attend`: the candidate memory, eqs. (rmc-attend)
   and (rmc-mlp);
@@ -31,7 +35,7 @@ import torch
 from torch import nn
 
 from papers30 import _checks
-from papers30.attention import MultiheadAttention
+from papers30.attention import attention_weights
 
 
 def gated_update(
@@ -53,6 +57,50 @@ def gated_update(
     return input_gate * torch.tanh(candidate) + forget_gate * memory
 
 
+class MemoryAttention(nn.Module):
+    """Multi-head attention of ``N`` slots over the slots and one input row, as in the paper's Sonnet code.
+
+    One linear map gives every row its queries, keys and values, ``3D``
+    numbers that are layer-normalised together; the ``N`` slots query, all
+    ``N + 1`` rows answer, and the ``H`` heads of width ``E = D / H`` are
+    concatenated without an output projection. The scores and weights are
+    chapter 13's :func:`papers30.attention.attention_weights`,
+    ``softmax(q k^T / sqrt(E))``.
+
+    ``forward(memory (B, N, D), row (B, D)) -> (B, N, D)``. After each call
+    ``last_weights`` holds the attention weights ``(B, H, N, N + 1)``
+    (detached); the last column is the input row.
+    """
+
+    def __init__(self, slot_size: int, num_heads: int) -> None:
+        super().__init__()
+        _checks.positive_int("slot_size", slot_size)
+        _checks.positive_int("num_heads", num_heads)
+        if slot_size % num_heads:
+            raise ValueError(f"slot_size ({slot_size}) must be divisible by num_heads ({num_heads})")
+        self.slot_size, self.num_heads = slot_size, num_heads
+        self.qkv = nn.Linear(slot_size, 3 * slot_size)
+        self.norm = nn.LayerNorm(3 * slot_size)
+        self.last_weights: torch.Tensor | None = None
+
+    def _heads(self, x: torch.Tensor) -> torch.Tensor:
+        B, L, _ = x.shape  # (B, L, D) -> (B, H, L, E)
+        return x.view(B, L, self.num_heads, -1).transpose(1, 2)
+
+    def forward(self, memory: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        m = _checks.tensor("memory", memory, ndim=3, kind="float")
+        r = _checks.tensor("row", row, ndim=2, kind="float")
+        _checks.size_matches("memory", m.shape[-1], self.slot_size, "slot size")
+        if tuple(r.shape) != (m.shape[0], self.slot_size):
+            raise ValueError(f"row must have shape ({m.shape[0]}, {self.slot_size}), got {tuple(r.shape)}")
+        B, N, D = m.shape
+        rows = torch.cat([m, r.unsqueeze(1)], dim=1)  # (B, N + 1, D)
+        q, k, v = self.norm(self.qkv(rows)).chunk(3, dim=-1)  # each (B, N + 1, D)
+        weights = attention_weights(self._heads(q[:, :N]), self._heads(k))  # (B, H, N, N + 1)
+        self.last_weights = weights.detach()
+        return (weights @ self._heads(v)).transpose(1, 2).reshape(B, N, D)  # heads side by side
+
+
 class RelationalMemory(nn.Module):
     """One step of the relational memory core: ``(x_t, M_{t-1}) -> (output, M_t)``.
 
@@ -67,8 +115,9 @@ class RelationalMemory(nn.Module):
 
     The input is projected to width ``D`` and appended to the slots as one
     more row; queries come from the ``N`` slots, keys and values from all
-    ``N + 1`` rows (computing the input row's query too and dropping its
-    output afterwards, as the paper's code does, gives the same result).
+    ``N + 1`` rows (:class:`MemoryAttention`; computing the input row's query
+    too and dropping its output afterwards, as the paper's code does, gives
+    the same result with one attention block).
     The memory starts as the identity matrix, cut or zero-padded to
     ``(N, D)`` (:meth:`initial_memory`), so the slots start distinct.
     """
@@ -91,11 +140,11 @@ class RelationalMemory(nn.Module):
         self.input_size, self.num_slots, self.slot_size = input_size, num_slots, slot_size
         self.forget_bias, self.input_bias = float(forget_bias), float(input_bias)
         self.input_proj = nn.Linear(input_size, slot_size)
-        self.attention = MultiheadAttention(slot_size, num_heads)
+        self.attention = MemoryAttention(slot_size, num_heads)
         self.norm1 = nn.LayerNorm(slot_size)
         self.mlp = nn.Sequential(nn.Linear(slot_size, slot_size), nn.ReLU(), nn.Linear(slot_size, slot_size))
         self.norm2 = nn.LayerNorm(slot_size)
-        self.gate_input = nn.Linear(input_size, 2 * slot_size)  # W x + b, shared by all slots
+        self.gate_input = nn.Linear(slot_size, 2 * slot_size)  # W (W_x x + b_x) + b, shared by all slots
         self.gate_memory = nn.Linear(slot_size, 2 * slot_size, bias=False)  # U tanh(m), per slot
 
     @property
@@ -129,15 +178,19 @@ class RelationalMemory(nn.Module):
         followed by layer normalisation.
         """
         x, m = self._check(input, memory)
-        rows = torch.cat([m, self.input_proj(x).unsqueeze(1)], dim=1)  # (B, N + 1, D)
-        attended, _ = self.attention(m, rows, rows, need_weights=False)
+        attended = self.attention(m, self.input_proj(x))  # slots attend to [M; W_x x + b_x]
         m = self.norm1(m + attended)  # eq. (rmc-attend)
         return self.norm2(m + self.mlp(m))  # eq. (rmc-mlp)
 
     def gates(self, input: torch.Tensor, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Input and forget gates ``(i, f)``, each ``(B, N, D)``, eq. (rmc-gates)."""
+        """Input and forget gates ``(i, f)``, each ``(B, N, D)``, eq. (rmc-gates).
+
+        As in the paper's public Sonnet code, the gates read the *projected*
+        input ``W_x x + b_x`` (the row appended to the slots) and ``tanh`` of
+        each old slot.
+        """
         x, m = self._check(input, memory)
-        pre = self.gate_input(x).unsqueeze(1) + self.gate_memory(torch.tanh(m))  # (B, N, 2D)
+        pre = self.gate_input(self.input_proj(x)).unsqueeze(1) + self.gate_memory(torch.tanh(m))  # (B, N, 2D)
         z_i, z_f = pre.chunk(2, dim=-1)
         return torch.sigmoid(z_i + self.input_bias), torch.sigmoid(z_f + self.forget_bias)
 
