@@ -19,7 +19,9 @@ forget gates, one pair of gates per slot and unit, as in that code:
 * :class:`RelationalRNN` runs the core over a sequence, and
   :class:`MemoryClassifier` puts an MLP read-out on the last step of any
   recurrent runner (the RMC or :class:`papers30.recurrent.LSTM`), so the two
-  can be compared with the same head.
+  can be compared with the same head;
+* :func:`train_nth_farthest` trains such a classifier on fresh batches of
+  the N-th farthest task, and :func:`accuracy` scores it.
 
 Chapter 20's external memory (the Neural Turing Machine) lives in
 :mod:`papers30.ntm`.
@@ -31,11 +33,17 @@ slots, ``D`` slot width (the attention's model width), ``H`` heads,
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from papers30 import _checks
 from papers30.attention import attention_weights
+from papers30.data.synthetic import nth_farthest
+from papers30.runtime import generator as seeded_generator
+from papers30.training import History, fit
 
 
 def gated_update(
@@ -258,3 +266,68 @@ class MemoryClassifier(nn.Module):
     def forward(self, input: torch.Tensor) -> torch.Tensor:
         outputs, _ = self.core(_checks.tensor("input", input, ndim=3, kind="float"))
         return self.head(outputs[:, -1])
+
+
+def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> float:
+    """Fraction of ``targets (B,)`` that ``model(inputs)`` ranks first, in eval mode without gradients."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    y = _checks.tensor("targets", targets, ndim=1)
+    if y.dtype != torch.long:
+        raise TypeError(f"targets must be a long tensor of class indices, got {y.dtype}")
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        logits = model(inputs)
+    model.train(was_training)
+    if logits.ndim != 2 or logits.shape[0] != y.shape[0]:
+        raise ValueError(f"targets must have one entry per row of the logits {tuple(logits.shape)}, got {tuple(y.shape)}")
+    return (logits.argmax(-1) == y.to(logits.device)).float().mean().item()
+
+
+def train_nth_farthest(
+    model: nn.Module,
+    steps: int,
+    lr: float,
+    seed: int,
+    *,
+    batch_size: int = 64,
+    n_vectors: int = 4,
+    dim: int = 2,
+    ranks: Sequence[int] | None = None,
+    held_out: tuple[torch.Tensor, torch.Tensor] | None = None,
+    every: int = 100,
+    stop_after: int | None = None,
+) -> History:
+    """Train ``model`` (``(B, K, dim + 3K) -> logits (B, K)``) on the N-th farthest task with Adam.
+
+    Every step draws a fresh batch of :func:`papers30.data.synthetic.nth_farthest`
+    (``n_vectors`` = ``K``, ``dim``, ``ranks``) from
+    :func:`papers30.runtime.generator` ``(seed)``, so two models trained with
+    the same ``seed`` see exactly the same batches. With ``held_out = (inputs,
+    targets)`` the history's evaluations hold ``"acc"``, the :func:`accuracy`
+    on them, every ``every`` steps and after the last. ``stop_after`` ends the
+    run early (for replaying its start).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    _checks.positive_int("batch_size", batch_size)
+    device = next(model.parameters()).device
+    g = seeded_generator(seed)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        xb, yb = nth_farthest(batch_size, n_vectors, dim, generator=g, ranks=ranks)
+        return F.cross_entropy(model(xb.to(device)), yb.to(device))
+
+    evaluate = None
+    if held_out is not None:
+        inputs, targets = held_out
+        inputs, targets = inputs.to(device), targets.to(device)
+
+        def evaluate() -> dict[str, float]:
+            return {"acc": accuracy(model, inputs, targets)}
+
+    return fit(model, optimizer, loss_fn, steps, evaluate=evaluate, every=every, stop_after=stop_after)
