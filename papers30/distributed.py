@@ -35,6 +35,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import io
+import math
 import queue
 import socket
 import time
@@ -57,18 +58,35 @@ _HEADER = 8  # int64 slots of a header: ndim, up to 6 sizes, the send time (last
 _TAG_HEADER, _TAG_DATA = 1, 2
 
 
-class Event(NamedTuple):
+class _EventFields(NamedTuple):
+    stage: int
+    kind: str
+    microbatch: int
+    start: float
+    end: float
+
+
+class Event(_EventFields):
     """One operation of one stage: a forward (``"F"``) or backward (``"B"``) pass of a micro-batch.
 
     ``start`` and ``end`` are seconds on the machine's monotonic clock (shared
     by all processes), or clock ticks for :func:`gpipe_schedule`.
     """
 
-    stage: int
-    kind: str
-    microbatch: int
-    start: float
-    end: float
+    __slots__ = ()
+
+    def __new__(cls, stage: int, kind: str, microbatch: int, start: float, end: float) -> "Event":
+        for name, value in (("stage", stage), ("microbatch", microbatch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not isinstance(kind, str) or not kind:
+            raise TypeError(f"kind must be a non-empty str such as 'F' or 'B', got {kind!r}")
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"{name} must be a finite float, got {value!r}")
+        if end < start:
+            raise ValueError(f"end must not come before start, got start={start}, end={end}")
+        return super().__new__(cls, stage, kind, microbatch, start, end)
 
 
 @dataclass
@@ -86,6 +104,9 @@ class StepResult:
     events: list[Event] = field(default_factory=list)
     peak_bytes: list[int | None] = field(default_factory=list)
     wall_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     @property
     def makespan(self) -> float:
@@ -166,8 +187,12 @@ def measured_bubble(events: list[Event], num_stages: int) -> float:
     stages; a stage is busy while one of its events runs.
     """
     k = _checks.positive_int("num_stages", num_stages)
+    if isinstance(events, (str, bytes)) or not isinstance(events, (list, tuple)):
+        raise TypeError(f"events must be a list of Event, got {type(events).__name__}")
     if not events:
         raise ValueError("events must not be empty")
+    if not all(isinstance(e, Event) for e in events):
+        raise TypeError("events must be a list of Event")
     span = max(e.end for e in events) - min(e.start for e in events)
     if span <= 0:
         raise ValueError("events must span a positive time")
@@ -183,13 +208,20 @@ def batch_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
     ``output`` is ``(B, V)`` logits (labels) or ``(B, D_out)`` (float targets).
     """
+    _checks.tensor("output", output, ndim=2, kind="float")
+    _checks.tensor("target", target)
+    _checks.size_matches("target", target.shape[0], output.shape[0], "batch size")
     if target.is_floating_point():
+        _checks.size_matches("target", tuple(target.shape), tuple(output.shape), "shape (that of output)")
         return F.mse_loss(output, target)
+    if target.dim() != 1 or target.dtype == torch.bool:
+        raise ValueError(f"target must be (B,) integer labels or float targets shaped like output, got {target.dtype} {tuple(target.shape)}")
     return F.cross_entropy(output, target)
 
 
 def microbatch_loss(output: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
     """A micro-batch's share of the full-batch loss (:func:`batch_loss`): ``loss * n / B``."""
+    _checks.positive_int("batch_size", batch_size)
     return batch_loss(output, target) * (output.shape[0] / batch_size)
 
 
@@ -202,7 +234,7 @@ def reference_step(
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _checks.tensor("x", x, kind="float")
+    _checks.tensor("x", x, ndim=2, kind="float")
     _checks.tensor("y", y)
     params = dict(model.named_parameters())
     loss = batch_loss(model(x), y)
@@ -222,6 +254,8 @@ class SavedBytes:
     """
 
     def __init__(self, module: nn.Module) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         self._params = {p.data_ptr() for p in module.parameters()}
         self._seen: dict[int, set[int]] = {}
         self._held: dict[int, int] = {}

@@ -149,6 +149,31 @@ def test_batch_loss_is_cross_entropy_for_labels_and_mse_for_floats(gen):
     assert batch_loss(out, target).item() == pytest.approx(((out - target) ** 2).mean().item(), abs=1e-14)
 
 
+def test_microbatch_losses_add_up_to_the_batch_loss(gen):
+    from papers30.distributed import microbatch_loss
+
+    out = torch.randn(8, 3, generator=gen, dtype=DT)
+    y = torch.randint(0, 3, (8,), generator=gen)
+    parts = sum(microbatch_loss(out[i : i + 3], y[i : i + 3], 8) for i in range(0, 8, 3))
+    assert parts.item() == pytest.approx(batch_loss(out, y).item(), abs=1e-14)
+
+
+def test_losses_and_events_reject_bad_input(gen):
+    from papers30.distributed import Event, microbatch_loss
+
+    out = torch.randn(4, 3, generator=gen, dtype=DT)
+    with pytest.raises(ValueError, match="target"):
+        batch_loss(out, torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="target"):
+        batch_loss(out, torch.zeros(4, 2, dtype=DT))
+    with pytest.raises(ValueError, match="batch_size"):
+        microbatch_loss(out, torch.zeros(4, dtype=torch.long), 0)
+    with pytest.raises(TypeError, match="kind"):
+        Event(0, 3, 0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="end"):
+        Event(0, "F", 0, 2.0, 1.0)
+
+
 def labels(B, V, gen):
     return torch.randint(0, V, (B,), generator=gen)
 
