@@ -52,10 +52,10 @@ def _log_softmax_by_hand(u):
 
 
 @torch.no_grad()
-def decoder_reference(dec, inputs, memory, targets, state, allowed_fn):
-    """Loop reference: torch.nn.LSTMCell with copied weights, scores slot by slot, log-softmax by hand.
+def loop_reference(dec, inputs, memory, targets, state, allowed_fn, readout):
+    """Loop reference: torch.nn.LSTMCell with copied weights, then ``readout(h_b, memory_b, allowed_b)`` by hand.
 
-    With a glimpse, the glimpse read is a softmax-weighted sum of the memory rows computed by hand too.
+    ``readout`` returns one row's log-probabilities as a list; step ``t`` is fed the target of step ``t - 1``.
     """
     cell = torch.nn.LSTMCell(dec.input_size, dec.hidden_size).double()
     cell.load_state_dict(dec.cell.state_dict())
@@ -67,15 +67,27 @@ def decoder_reference(dec, inputs, memory, targets, state, allowed_fn):
         h, c = cell(x, (h, c))
         allowed = allowed_fn(t)
         for b in range(B):
-            query = h[b]
-            if dec.glimpse is not None:
-                weights = [math.exp(x) for x in _log_softmax_by_hand(
-                    _scores_by_hand(dec.glimpse, h[b], memory[b], allowed[b]))]
-                query = torch.cat([h[b], sum(w * memory[b, j] for j, w in enumerate(weights))])
-            out[b, t] = torch.tensor(_log_softmax_by_hand(_scores_by_hand(dec.attention, query, memory[b],
-                                                                           allowed[b])), dtype=DT)
+            out[b, t] = torch.tensor(readout(h[b], memory[b], allowed[b]), dtype=DT)
         x = torch.stack([inputs[b, max(int(targets[b, t]), 0)] for b in range(B)])
     return out
+
+
+def pointer_readout(dec):
+    """The pointer's readout by hand: optional glimpse read, scores slot by slot, log-softmax."""
+
+    def readout(h, memory, allowed):
+        query = h
+        if dec.glimpse is not None:
+            weights = [math.exp(x) for x in _log_softmax_by_hand(_scores_by_hand(dec.glimpse, h, memory, allowed))]
+            query = torch.cat([h, sum(w * memory[j] for j, w in enumerate(weights))])
+        return _log_softmax_by_hand(_scores_by_hand(dec.attention, query, memory, allowed))
+
+    return readout
+
+
+def decoder_reference(dec, inputs, memory, targets, state, allowed_fn):
+    """The pointer decoder by hand (see loop_reference and pointer_readout)."""
+    return loop_reference(dec, inputs, memory, targets, state, allowed_fn, pointer_readout(dec))
 
 
 @pytest.mark.parametrize("B,N,T,D,M,H", [(1, 1, 1, 1, 1, 1), (2, 4, 3, 2, 5, 3), (3, 6, 6, 2, 4, 4)])
@@ -247,29 +259,19 @@ def test_run_lstm_cell_gradients_reach_the_cells_weights(gen):
         torch.testing.assert_close(a, p.grad, **TOL)
 
 
-@torch.no_grad()
 def vocabulary_reference(dec, inputs, memory, targets, state, mask):
-    """The baseline's readout by hand: LSTM cell, optional attention read, tanh layer, softmax over N symbols."""
-    cell = torch.nn.LSTMCell(dec.input_size, dec.hidden_size).double()
-    cell.load_state_dict(dec.cell.state_dict())
-    B, N, _ = memory.shape
-    h, c = state
-    x = dec.start.expand(B, -1)
-    out = torch.empty(B, targets.shape[1], N, dtype=DT)
-    for t in range(targets.shape[1]):
-        h, c = cell(x, (h, c))
-        for b in range(B):
-            feat = h[b]
-            if dec.attention is not None:
-                scores = _scores_by_hand(dec.attention, h[b], memory[b], mask[b])
-                a = [math.exp(v) for v in _log_softmax_by_hand(scores)]
-                read = sum(w * memory[b, j] for j, w in enumerate(a))
-                feat = torch.tanh(dec.combine.weight @ torch.cat([h[b], read]) + dec.combine.bias)
-            logits = dec.output.weight[:N] @ feat + dec.output.bias[:N]
-            out[b, t] = torch.tensor(_log_softmax_by_hand([float(z) if mask[b, j] else None
-                                                            for j, z in enumerate(logits)]), dtype=DT)
-        x = torch.stack([inputs[b, max(int(targets[b, t]), 0)] for b in range(B)])
-    return out
+    """The baseline by hand: optional attention read, tanh layer, softmax over the first N symbols."""
+
+    def readout(h, memory_row, allowed):
+        feat = h
+        if dec.attention is not None:
+            scores = _scores_by_hand(dec.attention, h, memory_row, allowed)
+            read = sum(math.exp(v) * memory_row[j] for j, v in enumerate(_log_softmax_by_hand(scores)))
+            feat = torch.tanh(dec.combine.weight @ torch.cat([h, read]) + dec.combine.bias)
+        logits = dec.output.weight[: len(memory_row)] @ feat + dec.output.bias[: len(memory_row)]
+        return _log_softmax_by_hand([float(z) if allowed[j] else None for j, z in enumerate(logits)])
+
+    return loop_reference(dec, inputs, memory, targets, state, lambda t: mask, readout)
 
 
 @pytest.mark.parametrize("attention", [True, False])
