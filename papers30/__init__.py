@@ -23,7 +23,8 @@ module               what it holds (chapters)
                      in bits (5, 23)
 ``attention``        scaled dot-product, multi-head and additive attention (6,
                      8, 13, 14, 16, 18, 20, 22, 27, 30)
-``pointer``          pointer decoder and pointer network (6, 8)
+``pointer``          pointer decoder, pointer network and fixed-vocabulary
+                     seq2seq baselines (6, 8)
 ``sets``             the Read-Process-Write process block, set2set (8, 12)
 ``convolution``      local response normalisation, a small AlexNet (7),
                      dilated convolutions and receptive fields (11)
