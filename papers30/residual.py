@@ -31,13 +31,14 @@ width in pixels; ``K`` classes; ``N`` blocks in a stack.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from papers30 import _checks
+from papers30.data.images import load_images
 from papers30.runtime import get_device
 from papers30.training import History, fit
 
@@ -417,44 +418,9 @@ def build_net(arch: str, depth: int, widths: Sequence[int] = (16, 32, 64), *, se
         return CifarResNet(depth, residual=arch == "residual", widths=tuple(widths))
 
 
-def train_classifier(
-    model: nn.Module,
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    *,
-    steps: int,
-    batch_size: int,
-    lr: float,
-    generator: torch.Generator,
-    momentum: float = 0.9,
-    weight_decay: float = 1e-4,
-    milestones: Sequence[float] = (0.5, 0.75),
-    warmup_error: float | None = None,
-    evaluate=None,
-    stop_after: int | None = None,
-) -> History:
-    """Train ``model`` on ``(images, labels)`` with chapter 10's CIFAR recipe; return its :class:`History`.
-
-    The recipe of He et al. (Sec. 4.2): SGD with ``momentum`` and
-    ``weight_decay``, the learning rate ``lr`` divided by 10 at each of the
-    ``milestones`` (fractions of ``steps``; the paper's 32k and 48k of 64k
-    iterations are 0.5 and 0.75). With ``warmup_error`` set, training starts
-    at ``lr / 10`` and switches to ``lr`` after the first step whose
-    mini-batch training error is below ``warmup_error`` (the paper's warm-up
-    of its 110-layer net uses 0.8). Mini-batches of ``batch_size`` are drawn
-    without replacement, epoch after epoch, from permutations made with
-    ``generator``, so two models trained with equally seeded generators see
-    the same batches. ``images`` ``(B, C, H, W)`` and ``labels`` ``(B,)``
-    must be on the model's device. ``evaluate`` (optional, no arguments,
-    returning a dict of floats) runs once, after the last step, in eval mode;
-    the last evaluation also records ``"warmup_steps"``. ``stop_after`` ends
-    the run early without changing the schedule (to replay the start of a
-    recorded run).
-
-    Speed: the model and images are put in the ``channels_last`` memory
-    format, which suits the CPU's convolution kernels, and the SGD update is
-    torch's fused one where the installed torch has it.
-    """
+def _check_recipe(model, images, labels, steps, batch_size, lr, generator, momentum, weight_decay,
+                  milestones, warmup_error, stop_after) -> None:
+    """Validate the arguments of :func:`train_classifier`, naming the offending one."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     _checks.tensor("images", images, ndim=4, kind="float")
@@ -480,6 +446,47 @@ def train_classifier(
     if stop_after is not None:
         _checks.positive_int("stop_after", stop_after)
 
+
+def train_classifier(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    steps: int,
+    batch_size: int,
+    lr: float,
+    generator: torch.Generator,
+    momentum: float = 0.9,
+    weight_decay: float = 1e-4,
+    milestones: Sequence[float] = (0.5, 0.75),
+    warmup_error: float | None = None,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    stop_after: int | None = None,
+) -> History:
+    """Train ``model`` on ``(images, labels)`` with chapter 10's CIFAR recipe; return its :class:`History`.
+
+    The recipe of He et al. (Sec. 4.2): SGD with ``momentum`` and
+    ``weight_decay``, the learning rate ``lr`` divided by 10 at each of the
+    ``milestones`` (fractions of ``steps``; the paper's 32k and 48k of 64k
+    iterations are 0.5 and 0.75). With ``warmup_error`` set, training starts
+    at ``lr / 10`` and switches to ``lr`` after the first step whose
+    mini-batch training error is below ``warmup_error`` (the paper's warm-up
+    of its 110-layer net uses 0.8). Mini-batches of ``batch_size`` are drawn
+    without replacement, epoch after epoch, from permutations made with
+    ``generator``, so two models trained with equally seeded generators see
+    the same batches. ``images`` ``(B, C, H, W)`` and ``labels`` ``(B,)``
+    must be on the model's device. ``evaluate`` (optional, no arguments,
+    returning a dict of floats) runs once, after the last step, in eval mode;
+    the last evaluation also records ``"warmup_steps"``. ``stop_after`` ends
+    the run early without changing the schedule (to replay the start of a
+    recorded run).
+
+    Speed: the model and images are put in the ``channels_last`` memory
+    format, which suits the CPU's convolution kernels, and the SGD update is
+    torch's fused one where the installed torch has it.
+    """
+    _check_recipe(model, images, labels, steps, batch_size, lr, generator, momentum, weight_decay,
+                  milestones, warmup_error, stop_after)
     model.to(memory_format=torch.channels_last)
     images = images.contiguous(memory_format=torch.channels_last)
     try:
@@ -540,8 +547,6 @@ def fashion_mnist_at(size: int, device: torch.device | str | None = None) -> tup
     standardised with the training set's mean and standard deviation (one
     number each), labels ``(N,)``. ``size`` must divide 28 (28, 14, 7, 4, 2, 1).
     """
-    from papers30.data.images import load_images
-
     _checks.positive_int("size", size)
     if 28 % size:
         raise ValueError(f"size must divide 28 (28, 14, 7, 4, 2 or 1), got {size}")
