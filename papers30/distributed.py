@@ -209,7 +209,7 @@ def batch_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     ``output`` is ``(B, V)`` logits (labels) or ``(B, D_out)`` (float targets).
     """
     _checks.tensor("output", output, ndim=2, kind="float")
-    _checks.tensor("target", target)
+    _checks.tensor("target", target, ndim=(1, 2))
     _checks.size_matches("target", target.shape[0], output.shape[0], "batch size")
     if target.is_floating_point():
         _checks.size_matches("target", tuple(target.shape), tuple(output.shape), "shape (that of output)")

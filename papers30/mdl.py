@@ -794,7 +794,10 @@ def nested_fits(x: torch.Tensor, y: torch.Tensor, max_degree: int) -> tuple[torc
     columns of ``Q`` span the degree-``k`` model, so
     ``RSS_k = |y|^2 - |Q_k^T y|^2`` and ``theta_k = R_k^{-1} Q_k^T y``.
     """
+    _checks.tensor("x", x, kind="float")
     _checks.tensor("y", y, kind="float")
+    if x.dim() == 0:
+        raise ValueError("x must have a points dimension (..., B)")
     _checks.size_matches("y", tuple(y.shape), tuple(x.shape), "shape (that of x)")
     if isinstance(max_degree, bool) or not isinstance(max_degree, int) or max_degree < 0:
         raise ValueError(f"max_degree must be a non-negative int, got {max_degree!r}")

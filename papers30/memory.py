@@ -272,6 +272,7 @@ def accuracy(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> f
     """Fraction of ``targets (B,)`` that ``model(inputs)`` ranks first, in eval mode without gradients."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.tensor("inputs", inputs, kind="float")
     y = _checks.tensor("targets", targets, ndim=1)
     if y.dtype != torch.long:
         raise TypeError(f"targets must be a long tensor of class indices, got {y.dtype}")

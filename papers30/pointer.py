@@ -58,6 +58,15 @@ def run_lstm_cell(
     with the cell's own weights (``torch.func.functional_call``): one call
     instead of ``T`` small ones, which is what makes training affordable on a CPU.
     """
+    if not isinstance(cell, LSTMCell):
+        raise TypeError(f"cell must be an LSTMCell, got {type(cell).__name__}")
+    _checks.tensor("x", x, ndim=3, kind="float")
+    _checks.size_matches("x", x.shape[-1], cell.input_size, "feature size (the cell's input_size)")
+    if not isinstance(state, (tuple, list)) or len(state) != 2:
+        raise TypeError(f"state must be a pair (h, c) of tensors, got {type(state).__name__}")
+    for name, t in zip(("state[0] (h)", "state[1] (c)"), state):
+        _checks.tensor(name, t, ndim=2, kind="float")
+        _checks.size_matches(name, tuple(t.shape), (x.shape[0], cell.hidden_size), "shape (B, H)")
     key = (cell.input_size, cell.hidden_size, x.device.type)
     if key not in _FUSED:
         _FUSED[key] = nn.LSTM(cell.input_size, cell.hidden_size, batch_first=True).to(x.device)

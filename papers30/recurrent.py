@@ -459,6 +459,8 @@ class SequenceClassifier(nn.Module):
         forget_bias: float = 1.0,
     ) -> None:
         super().__init__()
+        if isinstance(forget_bias, bool) or not isinstance(forget_bias, (int, float)) or not math.isfinite(forget_bias):
+            raise TypeError(f"forget_bias must be a finite float, got {forget_bias!r}")
         _checks.one_of("kind", kind, tuple(RUNNERS))
         _checks.positive_int("vocab_size", vocab_size)
         _checks.positive_int("num_classes", num_classes)

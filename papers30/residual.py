@@ -69,10 +69,16 @@ class PadShortcut(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int) -> None:
         super().__init__()
+        _checks.positive_int("in_channels", in_channels)
+        _checks.positive_int("out_channels", out_channels)
+        _checks.positive_int("stride", stride)
+        if out_channels < in_channels:
+            raise ValueError(f"out_channels must be at least in_channels {in_channels}, got {out_channels}")
         self.extra = out_channels - in_channels
         self.stride = stride
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _checks.tensor("x", x, ndim=4)
         x = x[:, :, :: self.stride, :: self.stride]
         return F.pad(x, (0, 0, 0, 0, 0, self.extra))  # zeros after the last channel
 

@@ -319,6 +319,9 @@ class SortingRun:
     model: _PointerModel
     history: History
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     @property
     def losses(self) -> list[float]:
         """The per-step training losses (what a recorded run keeps and replays)."""

@@ -38,12 +38,7 @@ def sample_chain(transition: torch.Tensor, count: int, length: int, generator: t
 
     The first symbol is drawn from the chain's stationary distribution.
     """
-    _checks.tensor("transition", transition, ndim=2, kind="float")
-    v = transition.shape[0]
-    if transition.shape != (v, v) or not torch.allclose(transition.sum(1), torch.ones(v, dtype=transition.dtype)):
-        raise ValueError("transition must be a square matrix whose rows sum to 1")
-    if (transition < 0).any():
-        raise ValueError("transition must have non-negative entries")
+    v = _check_transition(transition).shape[0]
     _checks.positive_int("count", count)
     _checks.positive_int("length", length)
     if not isinstance(generator, torch.Generator):
@@ -58,9 +53,19 @@ def sample_chain(transition: torch.Tensor, count: int, length: int, generator: t
     return out
 
 
+def _check_transition(transition: object) -> torch.Tensor:
+    _checks.tensor("transition", transition, ndim=2, kind="float")
+    v = transition.shape[0]
+    if transition.shape != (v, v) or not torch.isfinite(transition).all() or (transition < 0).any():
+        raise ValueError("transition must be a square matrix of finite, non-negative entries")
+    if not torch.allclose(transition.sum(1), torch.ones(v, dtype=transition.dtype)):
+        raise ValueError("transition must have rows that sum to 1")
+    return transition
+
+
 def stationary_distribution(transition: torch.Tensor) -> torch.Tensor:
     """The stationary distribution ``(V,)`` of a transition matrix: the left eigenvector of eigenvalue 1."""
-    _checks.tensor("transition", transition, ndim=2, kind="float")
+    _check_transition(transition)
     values, vectors = torch.linalg.eig(transition.T.to(torch.float64))
     pi = vectors[:, torch.argmin((values - 1).abs())].real
     return (pi / pi.sum()).to(transition.dtype)
@@ -85,7 +90,7 @@ def permuted_families(
     """
     _checks.positive_int("families", families)
     _checks.positive_int("per_family", per_family)
-    v = transition.shape[0] if isinstance(transition, torch.Tensor) else 0
+    v = _check_transition(transition).shape[0]
     items: list[bytes] = []
     labels: list[int] = []
     for f in range(families):
