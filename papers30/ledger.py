@@ -334,8 +334,8 @@ def glance_text(chapter: int, records: list[Record]) -> str:
         raise ValueError(f"chapter {chapter} must record exactly one headline claim, got {len(heads)}")
     h = heads[0]
     source = f" ({h.source})" if h.source else ""
-    setting = f" Setting of that figure: {h.setting}." if h.setting else ""
-    seeds = f"over {len(h.values)} seeds, mean {h.shown}, range {_fmt(h.lo, h.digits)} to {_fmt(h.hi, h.digits)}"
+    setting = f" The paper's setting: {h.setting.rstrip('.')}." if h.setting else ""
+    seeds = f"Over {len(h.values)} seeds, mean {h.shown}, range {_fmt(h.lo, h.digits)} to {_fmt(h.hi, h.digits)}"
     lines = [
         f"**The paper's claim.** {h.paper}{source}.{setting}",
         "",
