@@ -14,7 +14,10 @@ the sum through a second function ``f``:
 * :class:`ConvObjects`: a small CNN whose feature-map cells, tagged with their
   coordinates, are the objects of an RN or an MLP when the input is pixels;
 * :class:`PixelReasoner`: ``head(ConvObjects(image), question)``;
-* :func:`mlp`: the stack of linear layers and ReLUs all of them use.
+* :func:`mlp`: the stack of linear layers and ReLUs all of them use;
+* :func:`predict`: a model's answers to every question of a Sort-of-CLEVR set;
+* :func:`train_sort_of_clevr`: chapter 16's experiment, one model and seed
+  per call, returning a :class:`ReasonerRun`.
 
 Shapes: ``B`` batch, ``N`` objects, ``D`` object width, ``Q`` question width,
 ``H`` hidden width, ``C`` output width (answer classes).
@@ -23,11 +26,16 @@ Shapes: ``B`` batch, ``N`` objects, ``D`` object width, ``Q`` question width,
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from papers30 import _checks
+from papers30.data.sort_of_clevr import (ANSWERS, N_OBJECTS, QUESTION_DIM, QUESTION_TYPES, STATE_DIM,
+                                         SortOfClevr, accuracy_by_type, majority_shape, sort_of_clevr)
+from papers30.runtime import get_device, seed_everything
+from papers30.training import History, fit
 
 
 def mlp(sizes: Sequence[int], *, final_activation: bool = False, dropout: float = 0.0) -> nn.Sequential:
@@ -242,3 +250,119 @@ class PixelReasoner(nn.Module):
     def forward(self, images: torch.Tensor, question: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (B, C) from ``images`` (B, 3, P, P) and ``question`` (B, Q)."""
         return self.head(self.encoder(images), question)
+
+
+# --- chapter 16's experiment: Sort-of-CLEVR from state descriptions ----------------
+
+ARMS = ("rn", "mlp")
+
+
+def predict(model: nn.Module, data: SortOfClevr, *, chunk: int = 2048) -> torch.Tensor:
+    """``model``'s answer (an index into ``ANSWERS``) to every question of ``data``, (M,), on the CPU.
+
+    The questions go through the model in chunks of ``chunk`` with gradients
+    off; the model runs on the device its parameters are on.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(data, SortOfClevr):
+        raise TypeError(f"data must be a SortOfClevr, got {type(data).__name__}")
+    _checks.positive_int("chunk", chunk)
+    device = next(model.parameters()).device
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data), chunk):
+            x, q, _ = data.batch(torch.arange(start, min(start + chunk, len(data))))
+            out.append(model(x.to(device), q.to(device)).argmax(dim=1).cpu())
+    return torch.cat(out)
+
+
+@dataclass
+class ReasonerRun:
+    """One trained model of chapter 16: its training history and its held-out accuracies.
+
+    ``history.evals`` hold the validation accuracies by question type (see
+    :func:`~papers30.data.sort_of_clevr.accuracy_by_type`) every ``every``
+    steps; ``test`` the test accuracies at the end; ``floor`` the accuracies
+    of :func:`~papers30.data.sort_of_clevr.majority_shape` on the same test
+    questions, and ``prior`` those of the most common training answer of each
+    question type (a guess that ignores the scene). ``losses`` (the training
+    losses) is what a recorded run traces.
+    """
+
+    arm: str
+    model: nn.Module
+    history: History
+    test: dict[str, float]
+    floor: dict[str, float]
+    prior: dict[str, float]
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
+    @property
+    def losses(self) -> list[float]:
+        """Training loss at every step."""
+        return self.history.losses
+
+
+def train_sort_of_clevr(
+    arm: str = "rn",
+    *,
+    seed: int = 0,
+    n_train: int = 4000,
+    n_valid: int = 200,
+    n_test: int = 500,
+    steps: int = 3000,
+    batch: int = 64,
+    lr: float = 1e-3,
+    hidden: int = 64,
+    mlp_hidden: int = 256,
+    every: int = 500,
+    stop_after: int | None = None,
+) -> ReasonerRun:
+    """Train a relation network (``arm="rn"``) or the MLP baseline (``"mlp"``) on Sort-of-CLEVR.
+
+    The data are three sets of :func:`~papers30.data.sort_of_clevr.sort_of_clevr`
+    state descriptions (``n_train``, ``n_valid`` and ``n_test`` scenes, every
+    question about each, objects in colour order), drawn after
+    :func:`~papers30.runtime.seed_everything` ``(seed)`` from its generator,
+    which then draws the ``batch`` training questions of every step: the data
+    and the batches depend on ``seed`` alone, so both arms of a seed see the
+    same questions in the same order. The RN's ``g`` has three layers and its
+    ``f`` two, all of width ``hidden``: four hidden layers in all. The MLP
+    has four hidden layers of width ``mlp_hidden``. Both train with Adam at
+    ``lr`` on the cross-entropy of the answer for ``steps`` steps
+    (``stop_after`` ends the run early without changing anything else), are
+    scored on the validation set every ``every`` steps, and on the test set at
+    the end. Every argument is a plain value, so a recorded run can replay its
+    first steps.
+    """
+    _checks.one_of("arm", arm, ARMS)
+    for name, value in (("n_train", n_train), ("n_valid", n_valid), ("n_test", n_test),
+                        ("batch", batch), ("hidden", hidden), ("mlp_hidden", mlp_hidden)):
+        _checks.positive_int(name, value)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    generator = seed_everything(seed)
+    train, valid, test = (sort_of_clevr(n, generator) for n in (n_train, n_valid, n_test))
+    device = get_device()
+    if arm == "rn":
+        model: nn.Module = RelationNetwork(STATE_DIM, QUESTION_DIM, len(ANSWERS), hidden=hidden,
+                                           g_layers=3, f_layers=2)
+    else:
+        model = FlatMLP(N_OBJECTS, STATE_DIM, QUESTION_DIM, len(ANSWERS), hidden=mlp_hidden, layers=4)
+    model = model.to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x, q, a = train.batch(torch.randint(len(train), (batch,), generator=generator))
+        return nn.functional.cross_entropy(model(x.to(device), q.to(device)), a.to(device))
+
+    history = fit(model, optimizer, loss_fn, steps, every=every, stop_after=stop_after,
+                  evaluate=lambda: accuracy_by_type(predict(model, valid), valid))
+    common = torch.stack([train.answers[train.qtype == t].mode().values for t in range(len(QUESTION_TYPES))])
+    return ReasonerRun(arm=arm, model=model, history=history,
+                       test=accuracy_by_type(predict(model, test), test),
+                       floor=accuracy_by_type(majority_shape(test), test),
+                       prior=accuracy_by_type(common[test.qtype], test))

@@ -7,7 +7,9 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from papers30.relational import ConvObjects, FlatMLP, PixelReasoner, RelationNetwork, mlp
+from papers30.data.sort_of_clevr import sort_of_clevr
+from papers30.relational import (ConvObjects, FlatMLP, PixelReasoner, RelationNetwork, mlp, predict,
+                                 train_sort_of_clevr)
 
 DT = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -165,3 +167,62 @@ def test_flat_mlp_rejects_wrong_number_of_objects():
         net(torch.zeros(1, 4, 2))
     with pytest.raises(ValueError, match="question"):
         net(torch.zeros(1, 3, 2), torch.zeros(1, 1))
+
+
+def test_predict_matches_one_batch_argmax(gen):
+    data = sort_of_clevr(3, gen)
+    torch.manual_seed(0)
+    rn = RelationNetwork(10, 11, 10, hidden=8, g_layers=2, f_layers=2)
+    x, q, _ = data.batch(torch.arange(len(data)))
+    want = rn(x, q).argmax(dim=1)
+    assert torch.equal(predict(rn, data, chunk=7), want)
+    with pytest.raises(TypeError, match="model"):
+        predict(lambda x, q: x, data)
+    with pytest.raises(ValueError, match="chunk"):
+        predict(rn, data, chunk=0)
+
+
+SMALL = dict(n_train=4, n_valid=2, n_test=2, steps=6, batch=8, hidden=8, mlp_hidden=8, every=3)
+
+
+@pytest.mark.parametrize("arm", ["rn", "mlp"])
+def test_train_sort_of_clevr_is_seeded_and_stop_after_is_a_prefix(arm):
+    """Reference: the same call twice, and the full run's first steps."""
+    full = train_sort_of_clevr(arm, **SMALL)
+    again = train_sort_of_clevr(arm, **SMALL)
+    assert full.losses == again.losses and len(full.losses) == 6
+    assert train_sort_of_clevr(arm, **SMALL, stop_after=2).losses == full.losses[:2]
+    assert full.history.eval_steps == [3, 6]
+    assert set(full.test) >= {"closest", "furthest", "relational", "non-relational", "distance"}
+    assert full.floor["distance"] == pytest.approx(
+        (full.floor["closest"] + full.floor["furthest"]) / 2)
+    assert isinstance(full.model, RelationNetwork if arm == "rn" else FlatMLP)
+
+
+def test_train_sort_of_clevr_arms_share_data_and_differ_in_model():
+    rn, flat = train_sort_of_clevr("rn", **SMALL), train_sort_of_clevr("mlp", **SMALL)
+    assert rn.floor == flat.floor  # the same test questions
+    assert rn.losses != flat.losses
+    with pytest.raises(ValueError, match="arm"):
+        train_sort_of_clevr("cnn", **SMALL)
+    with pytest.raises(ValueError, match="lr"):
+        train_sort_of_clevr("rn", **{**SMALL, "lr": 0})
+
+
+def test_train_sort_of_clevr_prior_is_the_most_common_answer_per_type():
+    """Reference: the scene-blind guess recomputed from the regenerated data with a plain loop."""
+    from collections import Counter
+
+    from papers30.data.sort_of_clevr import QUESTION_TYPES
+    from papers30.runtime import seed_everything
+
+    run = train_sort_of_clevr("mlp", **SMALL)
+    g = seed_everything(0)
+    train, _, test = (sort_of_clevr(n, g) for n in (4, 2, 2))
+    for t, name in enumerate(QUESTION_TYPES):
+        counts = Counter(a for a, q in zip(train.answers.tolist(), train.qtype.tolist()) if q == t)
+        top = max(counts.values())
+        guesses = {a for a, c in counts.items() if c == top}
+        mine = [a for a, q in zip(test.answers.tolist(), test.qtype.tolist()) if q == t]
+        assert any(run.prior[name] == pytest.approx(sum(a == guess for a in mine) / len(mine))
+                   for guess in guesses)

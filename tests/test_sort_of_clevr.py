@@ -5,9 +5,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from papers30.data.sort_of_clevr import (ANSWERS, COLOURS, QUESTION_TYPES, RGB, Scenes,
-                                         _answers, answer, encode_questions, random_scenes,
-                                         render, sort_of_clevr, state_description)
+import itertools
+
+from papers30.data.sort_of_clevr import (ANSWERS, COLOURS, QUESTION_TYPES, RGB, Scenes, _answers,
+                                         accuracy_by_type, answer, encode_questions, majority_shape,
+                                         random_scenes, render, sort_of_clevr, state_description)
 
 
 def hand_scene():
@@ -60,7 +62,71 @@ def test_state_description_layout():
     assert st.shape == (1, 6, 10)
     assert st[0, 2, :6].tolist() == [0, 0, 1, 0, 0, 0]  # blue
     assert st[0, 2, 6:8].tolist() == [1, 0]  # square
-    torch.testing.assert_close(st[0, 2, 8:], torch.tensor([0.8, 0.8]))
+    torch.testing.assert_close(st[0, 2, 8:], torch.tensor([0.6, 0.6]))  # (0.8, 0.8) centred: 2 p - 1
+    torch.testing.assert_close(st[0, 0, 8:], torch.tensor([-0.6, -0.6]))  # red, top left
+
+
+def test_state_description_orders_by_colour_or_keeps_the_random_order(gen):
+    scenes = random_scenes(20, gen)
+    ordered = state_description(scenes)
+    raw = state_description(scenes, order="random")
+    # reference: a plain loop that puts each object in the slot of its colour
+    for s in range(20):
+        for k in range(6):
+            c = int(scenes.colours[s, k])
+            assert raw[s, k, c] == 1 and torch.equal(ordered[s, c], raw[s, k])
+            torch.testing.assert_close(raw[s, k, 8:], 2 * scenes.positions[s, k] - 1)
+    assert torch.equal(ordered[:, :, :6], torch.eye(6).expand(20, 6, 6))
+    with pytest.raises(ValueError, match="order"):
+        state_description(scenes, order="shape")
+
+
+def test_majority_shape_matches_a_plain_loop(gen):
+    data = sort_of_clevr(5, gen)
+    got = majority_shape(data)
+    for m in range(len(data)):
+        s = int(data.scene[m])
+        others = [int(data.scenes.shapes[s, k]) for k in range(6)
+                  if int(data.scenes.colours[s, k]) != int(data.colour[m])]
+        squares = others.count(0)
+        assert ANSWERS[int(got[m])] == ("square" if squares >= 3 else "circle")
+
+
+def test_majority_shape_floor_is_22_in_32_by_enumeration():
+    """Reference: all 2^6 shape assignments and every (asked, nearest) pair, counted by hand."""
+    right = total = 0
+    for shapes in itertools.product((0, 1), repeat=6):
+        for asked in range(6):
+            others = [shapes[k] for k in range(6) if k != asked]
+            majority = 0 if others.count(0) >= 3 else 1
+            for target in (k for k in range(6) if k != asked):  # the closest (or furthest) object
+                right += shapes[target] == majority
+                total += 1
+    assert right / total == 22 / 32
+
+
+def test_accuracy_by_type_matches_a_plain_loop(gen):
+    data = sort_of_clevr(4, gen)
+    predicted = torch.randint(0, len(ANSWERS), (len(data),), generator=gen)
+    predicted[::3] = data.answers[::3]
+    got = accuracy_by_type(predicted, data)
+    right = [int(p) == int(a) for p, a in zip(predicted, data.answers)]
+    types = data.qtype.tolist()
+    for t, name in enumerate(QUESTION_TYPES):
+        mine = [r for r, q in zip(right, types) if q == t]
+        assert got[name] == pytest.approx(sum(mine) / len(mine))
+    rel = [r for r, q in zip(right, types) if q >= 3]
+    dist = [r for r, q in zip(right, types) if q in (3, 4)]
+    assert got["relational"] == pytest.approx(sum(rel) / len(rel))
+    assert got["distance"] == pytest.approx(sum(dist) / len(dist))
+    assert got["all"] == pytest.approx(sum(right) / len(right))
+    assert accuracy_by_type(data.answers, data)["non-relational"] == 1.0
+    with pytest.raises(ValueError, match="predicted"):
+        accuracy_by_type(predicted[:-1], data)
+    with pytest.raises(TypeError, match="data"):
+        accuracy_by_type(predicted, data.scenes)
+    with pytest.raises(TypeError, match="data"):
+        majority_shape(data.scenes)
 
 
 def test_render_draws_colours_and_shapes():
@@ -92,6 +158,8 @@ def test_encode_questions_layout():
         (lambda g: random_scenes(0, g), ValueError, "n"),
         (lambda g: random_scenes(2, 3), TypeError, "generator"),
         (lambda g: random_scenes(2, g, size=0.3), ValueError, "size"),
+        (lambda g: random_scenes(2, g, tries=0), ValueError, "tries"),
+        (lambda g: sort_of_clevr(2, g, order="sorted"), ValueError, "order"),
         (lambda g: sort_of_clevr(2.0, g), TypeError, "n_scenes"),
         (lambda g: sort_of_clevr(2, g, image_size=0), ValueError, "image_size"),
         (lambda g: encode_questions(torch.tensor([0.0]), torch.tensor([1])), TypeError, "colour"),

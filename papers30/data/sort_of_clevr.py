@@ -22,16 +22,18 @@ drawn from an explicit ``torch.Generator``, so a seed fixes the data set.
 
 * :func:`random_scenes`: object colours, shapes and positions;
 * :func:`state_description`: each object as a feature vector (the paper's
-  "state description" input);
+  "state description" input), in a canonical (colour) or the random order;
 * :func:`render`: the scenes as small RGB images (the paper's pixel input);
 * :func:`encode_questions`: the paper's question vector (colour one-hot,
   relational flag, question subtype);
 * :func:`answer`: one question answered by a plain loop over the objects, the
   reference for the vectorised answers of :func:`sort_of_clevr`;
-* :func:`sort_of_clevr`: a data set of scenes with every question about them.
+* :func:`sort_of_clevr`: a data set of scenes with every question about them;
+* :func:`majority_shape`: the answers of a rule that counts shapes and
+  measures no distance, the floor for "closest" and "furthest" questions.
 
-Coordinates are in the unit square, ``x`` to the right and ``y`` *down* (as in
-an image), so "top half" means ``y < 0.5``. Shapes: ``S`` scenes, ``N``
+Scene coordinates are in the unit square, ``x`` to the right and ``y`` *down*
+(as in an image), so "top half" means ``y < 0.5``. Shapes: ``S`` scenes, ``N``
 objects, ``M`` questions, ``Q`` question width, ``P`` image side in pixels.
 """
 
@@ -63,7 +65,7 @@ YES, NO, SQUARE = 0, 1, 2  # answer indices; circle = SQUARE + 1, count k = 3 + 
 
 @dataclass
 class Scenes:
-    """``S`` scenes of ``N`` objects; object order within a scene is random.
+    """``S`` scenes of ``N`` objects; the order of the objects within a scene is random.
 
     ``colours`` (S, N) int: each scene holds every colour index once;
     ``shapes`` (S, N) int: 0 square, 1 circle; ``positions`` (S, N, 2) float:
@@ -84,17 +86,20 @@ def random_scenes(
     *,
     size: float = 0.1,
     margin: float = 0.02,
+    tries: int = 64,
 ) -> Scenes:
     """Draw ``n`` scenes of six objects that do not overlap.
 
     Objects have half-width ``size`` (a square's half side, a circle's radius)
     and keep ``margin`` of space between them and inside the border: centres
-    are uniform in ``[size + margin, 1 - size - margin]`` and redrawn until
-    every pair is more than ``2 * size + margin`` apart (checked as a square
-    distance, so even two squares never touch); a scene that jams, with no
-    room left for its next object, is started again.
+    are uniform in ``[size + margin, 1 - size - margin]``, placed one object
+    at a time, each the first of ``tries`` uniform candidates that is more
+    than ``2 * size + margin`` from every object already placed (a square
+    distance, so even two squares never touch). A scene in which no candidate
+    fits is drawn again. All scenes are placed at once, as tensors.
     """
     _checks.positive_int("n", n)
+    _checks.positive_int("tries", tries)
     if not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     if not 0 < size < 0.15:
@@ -102,30 +107,46 @@ def random_scenes(
     low, high = size + margin, 1 - size - margin
     gap = 2 * size + margin
     positions = torch.empty(n, N_OBJECTS, 2)
-    for s in range(n):
-        placed: list[torch.Tensor] = []
-        tries = 0
-        while len(placed) < N_OBJECTS:
-            tries += 1
-            if tries > 200:  # jammed: no room left for the next object, start over
-                placed, tries = [], 0
-            p = low + (high - low) * torch.rand(2, generator=generator)
-            if all((p - q).abs().max() > gap for q in placed):
-                placed.append(p)
-        positions[s] = torch.stack(placed)
-    colours = torch.stack([torch.randperm(N_OBJECTS, generator=generator) for _ in range(n)])
+    todo = torch.arange(n)
+    while todo.numel():
+        S = todo.numel()
+        placed = torch.empty(S, N_OBJECTS, 2)
+        ok = torch.ones(S, dtype=torch.bool)
+        for k in range(N_OBJECTS):
+            cand = low + (high - low) * torch.rand(S, tries, 2, generator=generator)
+            far = (cand[:, :, None] - placed[:, None, :k]).abs().amax(-1) > gap  # (S, tries, k)
+            valid = far.all(-1)  # (S, tries)
+            first = valid.float().argmax(dim=1)  # the first valid candidate (0 when none is)
+            placed[:, k] = cand[torch.arange(S), first]
+            ok &= valid.any(dim=1)
+        positions[todo[ok]] = placed[ok]
+        todo = todo[~ok]
+    colours = torch.rand(n, N_OBJECTS, generator=generator).argsort(dim=1)
     shapes = torch.randint(0, len(SHAPES), (n, N_OBJECTS), generator=generator)
     return Scenes(colours, shapes, positions)
 
 
-def state_description(scenes: Scenes) -> torch.Tensor:
-    """Objects as feature vectors: colour one-hot, shape one-hot, ``x``, ``y``.
+ORDERS = ("colour", "random")
 
-    Returns (S, N, 10), in the scene's (random) object order.
+
+def state_description(scenes: Scenes, *, order: str = "colour") -> torch.Tensor:
+    """Objects as feature vectors: colour one-hot (6), shape one-hot (2), ``x``, ``y``; (S, N, 10).
+
+    Coordinates are centred on the image, ``2 * position - 1`` in ``[-1, 1]``
+    (``x < 0`` is the left half, ``y < 0`` the top half). ``order="colour"``
+    lists each scene's objects in the order of :data:`COLOURS`, the same slot
+    for the same colour in every scene (a canonical order, which an MLP on the
+    concatenated objects needs); ``order="random"`` keeps the generator's
+    random order.
     """
+    _checks.one_of("order", order, ORDERS)
     colour = torch.nn.functional.one_hot(scenes.colours, N_OBJECTS).float()
     shape = torch.nn.functional.one_hot(scenes.shapes, len(SHAPES)).float()
-    return torch.cat([colour, shape, scenes.positions], dim=-1)
+    state = torch.cat([colour, shape, 2 * scenes.positions - 1], dim=-1)
+    if order == "colour":
+        slots = scenes.colours.argsort(dim=1)  # slots[s, c]: the object of colour c
+        state = state.gather(1, slots[..., None].expand_as(state))
+    return state
 
 
 def render(scenes: Scenes, image_size: int = 32, *, size: float = 0.1) -> torch.Tensor:
@@ -274,15 +295,18 @@ def sort_of_clevr(
     generator: torch.Generator,
     *,
     image_size: int | None = None,
+    order: str = "colour",
 ) -> SortOfClevr:
     """``n_scenes`` random scenes with all 36 questions each (6 colours x 6 types).
 
-    With ``image_size`` the scenes are also rendered (see :func:`render`);
-    without it ``images`` is None and only the state description is made.
+    The state description lists the objects in ``order`` (see
+    :func:`state_description`). With ``image_size`` the scenes are also
+    rendered (see :func:`render`); without it ``images`` is None.
     """
     _checks.positive_int("n_scenes", n_scenes)
     if image_size is not None:
         _checks.positive_int("image_size", image_size)
+    _checks.one_of("order", order, ORDERS)
     scenes = random_scenes(n_scenes, generator)
     per = N_OBJECTS * len(QUESTION_TYPES)
     scene = torch.arange(n_scenes).repeat_interleave(per)
@@ -290,7 +314,7 @@ def sort_of_clevr(
     qtype = torch.arange(len(QUESTION_TYPES)).repeat(N_OBJECTS * n_scenes)
     return SortOfClevr(
         scenes=scenes,
-        state=state_description(scenes),
+        state=state_description(scenes, order=order),
         images=None if image_size is None else render(scenes, image_size),
         scene=scene,
         colour=colour,
@@ -298,3 +322,43 @@ def sort_of_clevr(
         questions=encode_questions(colour, qtype),
         answers=_answers(scenes, scene, colour, qtype),
     )
+
+
+def majority_shape(data: SortOfClevr) -> torch.Tensor:
+    """The answer "the shape most of the other five objects have" for every question; (M,).
+
+    A rule that needs no distances: for a "closest" or "furthest" question it
+    is right whenever the object asked for has the majority shape, which
+    happens 22 times in 32 for shapes drawn at random (five others: 2/32 all
+    alike, 10/32 four against one, 20/32 three against two, right with
+    probability 1, 4/5 and 3/5). It is the floor a model reaches on those
+    questions from counting shapes alone.
+    """
+    if not isinstance(data, SortOfClevr):
+        raise TypeError(f"data must be a SortOfClevr, got {type(data).__name__}")
+    shapes = data.scenes.shapes[data.scene]  # (M, N)
+    asked = data.scenes.colours[data.scene] == data.colour[:, None]  # (M, N): the object asked about
+    squares = ((shapes == 0) & ~asked).sum(dim=1)  # among the other five
+    return SQUARE + (squares * 2 < N_OBJECTS - 1).long()
+
+
+def accuracy_by_type(predicted: torch.Tensor, data: SortOfClevr) -> dict[str, float]:
+    """The share of ``predicted`` answers (M,) that are right, by question type and by group.
+
+    Keys: the six :data:`QUESTION_TYPES`; ``"relational"`` and
+    ``"non-relational"`` (three types each); ``"distance"`` ("closest" and
+    "furthest" together); ``"all"``. A group's accuracy is over all of its
+    questions (every type has the same number of questions in a data set made
+    by :func:`sort_of_clevr`).
+    """
+    if not isinstance(data, SortOfClevr):
+        raise TypeError(f"data must be a SortOfClevr, got {type(data).__name__}")
+    _checks.tensor("predicted", predicted, ndim=1, kind="int")
+    _checks.size_matches("predicted", predicted.shape[0], len(data), "length")
+    right = (predicted.to(data.answers.device) == data.answers).float()
+    groups = {name: data.qtype == t for t, name in enumerate(QUESTION_TYPES)}
+    groups["relational"] = data.relational
+    groups["non-relational"] = ~data.relational
+    groups["distance"] = (data.qtype == 3) | (data.qtype == 4)
+    groups["all"] = torch.ones_like(data.relational)
+    return {name: right[mask].mean().item() for name, mask in groups.items()}
