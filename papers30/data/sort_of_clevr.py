@@ -76,6 +76,9 @@ class Scenes:
     shapes: torch.Tensor
     positions: torch.Tensor
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     def __len__(self) -> int:
         return self.colours.shape[0]
 
@@ -129,6 +132,7 @@ def random_scenes(
 ORDERS = ("colour", "random")
 
 
+@_checks.typed
 def state_description(scenes: Scenes, *, order: str = "colour") -> torch.Tensor:
     """Objects as feature vectors: colour one-hot (6), shape one-hot (2), ``x``, ``y``; (S, N, 10).
 
@@ -149,6 +153,7 @@ def state_description(scenes: Scenes, *, order: str = "colour") -> torch.Tensor:
     return state
 
 
+@_checks.typed
 def render(scenes: Scenes, image_size: int = 32, *, size: float = 0.1) -> torch.Tensor:
     """Draw the scenes as RGB images on a white background: (S, 3, P, P) in ``[0, 1]``.
 
@@ -202,6 +207,15 @@ def answer(
     The scene is given as lists over its objects; ``colour`` and ``qtype``
     index :data:`COLOURS` and :data:`QUESTION_TYPES`.
     """
+    for name, value in (("colours", colours), ("shapes", shapes), ("positions", positions)):
+        if not isinstance(value, (list, tuple)) or not value:
+            raise ValueError(f"{name} must be a non-empty list over the scene's objects, got {value!r:.60}")
+    _checks.size_matches("shapes", len(shapes), len(colours), "length (one per object)")
+    _checks.size_matches("positions", len(positions), len(colours), "length (one per object)")
+    if colour not in colours:
+        raise ValueError(f"colour must be one of the scene's colours {colours}, got {colour!r}")
+    if isinstance(qtype, bool) or not isinstance(qtype, int) or not 0 <= qtype < len(QUESTION_TYPES):
+        raise ValueError(f"qtype must be an int in 0..{len(QUESTION_TYPES) - 1}, got {qtype!r}")
     me = colours.index(colour)
     x, y = positions[me]
     kind = QUESTION_TYPES[qtype]
@@ -242,6 +256,9 @@ class SortOfClevr:
     qtype: torch.Tensor
     questions: torch.Tensor
     answers: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     @property
     def relational(self) -> torch.Tensor:
