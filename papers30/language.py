@@ -8,12 +8,17 @@ compares them with exact n-gram baselines; chapter 4 (Zaremba et al.,
 
 * :class:`LanguageModel`: token embedding -> the recurrent runner of
   :mod:`papers30.recurrent` (``RNN``, ``LSTM`` or ``GRU``, with its
-  ``dropout`` and ``dropout_placement``) -> linear read-out of next-token logits;
+  ``dropout`` and ``dropout_placement``), or torch's fused runner with the
+  same parameter names -> linear read-out of next-token logits;
 * :func:`bits_per_token`, :func:`evaluate` (a whole split, state carried
   across batches) and :func:`tbptt_loss` (a training loss for
   :func:`papers30.training.fit` that carries the state between batches);
-* :class:`NGram`: exact count-based models with add-k smoothing, and
-  :func:`fit_ngram`, which picks ``k`` on validation data;
+* :func:`train_language_model` (training with periodic validation and early
+  stopping, a :class:`Run`), :func:`cosine_schedule`, and
+  :func:`train_char_model`, chapter 2's whole experiment as one call;
+* :class:`NGram` (add-k smoothing) and :class:`KneserNey` (interpolated
+  Kneser-Ney): exact count-based models, with :func:`fit_ngram` and
+  :func:`fit_kneser_ney` to tune their smoothing on validation data;
 * :func:`sample_next` and :func:`sample`: temperature sampling with an
   explicit ``torch.Generator``;
 * probes of what the hidden units track: :func:`hidden_states`,
@@ -36,8 +41,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from papers30 import _checks
-from papers30.data.text import BPTTBatches
+from papers30.data.text import BPTTBatches, char_corpus
 from papers30.recurrent import RUNNERS
+from papers30.runtime import get_device, seed_everything
 from papers30.training import History, fit
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -367,9 +373,6 @@ def train_char_model(
     ``model``); every argument is a plain value, so a recorded run can replay
     its first steps (``stop_after``).
     """
-    from papers30.data.text import char_corpus
-    from papers30.runtime import get_device, seed_everything
-
     corpus = char_corpus(text)
     seed_everything(seed)
     device = get_device()

@@ -38,6 +38,7 @@ from papers30 import _checks
 from papers30.data.text import BPTTBatches, Corpus, Vocab, load_text, tokenize
 from papers30.language import LanguageModel, Run, train_language_model
 from papers30.recurrent import PLACEMENTS
+from papers30.runtime import get_device, seed_everything
 
 UNK = "<unk>"
 __all__ = ["UNK", "Run", "frequent_vocab", "overfitting_gap", "path_survival", "train_language_model",
@@ -107,8 +108,6 @@ def train_word_model(
     Every argument is a plain value, so a recorded run can replay its first
     steps (``stop_after``).
     """
-    from papers30.runtime import get_device, seed_everything
-
     corpus = word_corpus(n_train, n_valid, min_count)
     seed_everything(seed)
     device = get_device()
