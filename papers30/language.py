@@ -8,16 +8,21 @@ compares them with exact n-gram baselines; chapter 4 (Zaremba et al.,
 
 * :class:`LanguageModel`: token embedding -> the recurrent runner of
   :mod:`papers30.recurrent` (``RNN``, ``LSTM`` or ``GRU``, with its
-  ``dropout`` and ``dropout_placement``) -> linear read-out of next-token logits;
+  ``dropout`` and ``dropout_placement``), or torch's fused runner with the
+  same parameter names -> linear read-out of next-token logits;
 * :func:`bits_per_token`, :func:`evaluate` (a whole split, state carried
   across batches) and :func:`tbptt_loss` (a training loss for
   :func:`papers30.training.fit` that carries the state between batches);
-* :class:`NGram`: exact count-based models with add-k smoothing, and
-  :func:`fit_ngram`, which picks ``k`` on validation data;
+* :func:`train_language_model` (training with periodic validation and early
+  stopping, a :class:`Run`), :func:`cosine_schedule`, and
+  :func:`train_char_model`, chapter 2's whole experiment as one call;
+* :class:`NGram` (add-k smoothing) and :class:`KneserNey` (interpolated
+  Kneser-Ney): exact count-based models, with :func:`fit_ngram` and
+  :func:`fit_kneser_ney` to tune their smoothing on validation data;
 * :func:`sample_next` and :func:`sample`: temperature sampling with an
   explicit ``torch.Generator``;
 * probes of what the hidden units track: :func:`hidden_states`,
-  :func:`inside_brackets`, :func:`position_in_line`, :func:`best_unit`,
+  :func:`speaker_lines`, :func:`position_in_line`, :func:`best_unit`,
   :func:`distinct_ngrams`.
 
 Shapes: ``B`` batch, ``T`` time steps, ``V`` vocabulary size, ``E``
@@ -27,18 +32,22 @@ embedding width, ``H`` hidden width, ``L`` layers, ``N`` stream length.
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from papers30 import _checks
-from papers30.data.text import BPTTBatches
+from papers30.data.text import BPTTBatches, char_corpus
 from papers30.recurrent import RUNNERS
+from papers30.runtime import get_device, seed_everything
+from papers30.training import History, fit
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
+FUSED = {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}
 LN2 = math.log(2.0)
 
 
@@ -60,6 +69,14 @@ class LanguageModel(nn.Module):
     Submodules ``embedding`` (``nn.Embedding``), ``rnn`` (parameters named as
     in torch's runners) and ``head`` (``nn.Linear``), so the model's weights
     copy one to one into ``nn.Embedding`` + ``nn.LSTM`` + ``nn.Linear``.
+
+    ``fused=True`` builds ``rnn`` from torch's own ``nn.RNN`` / ``nn.LSTM`` /
+    ``nn.GRU`` instead (one fused kernel per layer, several times faster on
+    a CPU), with the same parameter names, so a state dict loads from either
+    into the other. The model then applies the ``"non_recurrent"`` dropout
+    masks itself (on the embedding output and the top layer's output; torch's
+    runner drops between layers); the naive ``"recurrent"`` placement needs
+    the package's runner and raises ``ValueError`` with ``fused=True``.
     """
 
     def __init__(
@@ -74,6 +91,7 @@ class LanguageModel(nn.Module):
         dropout_placement: str = "non_recurrent",
         init_range: float | None = None,
         forget_bias: float = 0.0,
+        fused: bool = False,
     ) -> None:
         super().__init__()
         _checks.one_of("kind", kind, tuple(RUNNERS))
@@ -81,12 +99,21 @@ class LanguageModel(nn.Module):
         _checks.positive_int("hidden_size", hidden_size)
         embedding_size = hidden_size if embedding_size is None else embedding_size
         _checks.positive_int("embedding_size", embedding_size)
-        self.kind, self.vocab_size = kind, vocab_size
+        if not isinstance(fused, bool):
+            raise TypeError(f"fused must be a bool, got {type(fused).__name__}")
+        self.kind, self.vocab_size, self.fused = kind, vocab_size, fused
         self.embedding = nn.Embedding(vocab_size, embedding_size)
         self.rnn = RUNNERS[kind](
             embedding_size, hidden_size, num_layers, batch_first=True, dropout=dropout,
             dropout_placement=dropout_placement
         )
+        self.dropout = 0.0  # the masks the model applies itself (fused runners only)
+        if fused:
+            if dropout_placement == "recurrent" and dropout > 0:
+                raise ValueError("dropout_placement 'recurrent' needs the package's runner: use fused=False")
+            self.dropout = dropout if dropout_placement == "non_recurrent" else 0.0
+            self.rnn = FUSED[kind](embedding_size, hidden_size, num_layers, batch_first=True,
+                                   dropout=self.dropout if num_layers > 1 else 0.0)
         self.head = nn.Linear(hidden_size, vocab_size)
         if init_range is not None:
             if isinstance(init_range, bool) or not isinstance(init_range, (int, float)) or init_range <= 0:
@@ -105,7 +132,12 @@ class LanguageModel(nn.Module):
         ``(h, c)`` for the LSTM), or ``None`` for zeros.
         """
         _checks.tensor("tokens", tokens, ndim=2, kind="int")
-        out, state = self.rnn(self.embedding(tokens), state)
+        x = self.embedding(tokens)
+        if self.dropout:  # fused runner: the non-recurrent masks the package's runner applies itself
+            x = F.dropout(x, self.dropout, self.training)
+        out, state = self.rnn(x, state)
+        if self.dropout:  # (contiguous: the mask then falls where the package's runner puts it)
+            out = F.dropout(out.contiguous(), self.dropout, self.training)
         return self.head(out), state
 
 
@@ -198,47 +230,185 @@ def tbptt_loss(model: LanguageModel, batches: BPTTBatches) -> Callable[[int], to
     return loss_fn
 
 
+# ------------------------------------------------------------------------- training
+
+
+@dataclass
+class Run:
+    """One training run: its :class:`~papers30.training.History` and the early-stopping point.
+
+    ``history.evals`` holds, every ``every`` steps, the validation perplexity
+    under ``"valid"`` and bits per token under ``"bits"`` (and the perplexity
+    of a training probe under ``"train"`` when one was given). ``best_state``
+    is a copy of the weights at ``best_step``, the evaluation with the lowest
+    validation perplexity ``best_valid``; ``snapshots`` maps each requested
+    step to a copy of the weights then. ``model`` is the trained model, holding
+    its final weights.
+    """
+
+    history: History
+    best_step: int
+    best_valid: float
+    best_state: dict[str, torch.Tensor]
+    snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
+    model: LanguageModel | None = None
+
+    @property
+    def losses(self) -> list[float]:
+        """The training loss of every step (bits per token)."""
+        return self.history.losses
+
+    @property
+    def final_valid(self) -> float:
+        """The validation perplexity at the last evaluation."""
+        return self.history.evals[-1]["valid"]
+
+    @property
+    def best_bits(self) -> float:
+        """The best validation figure in bits per token, ``log2(best_valid)``."""
+        return math.log2(self.best_valid)
+
+
+def _copy(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def train_language_model(
+    model: LanguageModel,
+    optimizer: torch.optim.Optimizer,
+    train: BPTTBatches,
+    valid: BPTTBatches,
+    steps: int,
+    *,
+    every: int = 50,
+    clip: float | None = 5.0,
+    train_probe: BPTTBatches | None = None,
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
+    snapshots: Sequence[int] = (),
+    stop_after: int | None = None,
+) -> Run:
+    """Train ``model`` for ``steps`` truncated-BPTT steps on ``train``; measure and keep the best.
+
+    Each step is one ``(B, T)`` batch of ``train`` with the hidden state
+    carried from the previous batch (:func:`tbptt_loss`), the loss in bits
+    per token, gradients clipped to norm ``clip``, then ``scheduler`` (if
+    any) steps. Every ``every`` steps and after the last, the perplexity of
+    ``valid`` (and of ``train_probe``, e.g. a slice of the training text) is
+    measured in eval mode, that is without dropout; a copy of the weights is
+    kept at the best validation perplexity (early stopping) and at each
+    evaluation step listed in ``snapshots``. ``stop_after`` ends the run
+    early without changing the schedule (see :func:`papers30.training.fit`).
+    The model ends holding its final weights; the best ones are in
+    :attr:`Run.best_state`.
+    """
+    if not isinstance(model, LanguageModel):
+        raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}")
+    for name, batches in (("train", train), ("valid", valid), ("train_probe", train_probe)):
+        if not (isinstance(batches, BPTTBatches) or (name == "train_probe" and batches is None)):
+            raise TypeError(f"{name} must be a BPTTBatches, got {type(batches).__name__}")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
+        raise ValueError(f"clip must be a positive number or None, got {clip!r}")
+    _checks.positive_int("every", every)
+    wanted = set(snapshots)
+    best: dict[str, object] = {"valid": math.inf, "step": 0, "state": {}}
+    kept: dict[int, dict[str, torch.Tensor]] = {}
+    count = {"evals": 0}
+
+    def measure() -> dict[str, float]:
+        count["evals"] += 1
+        step = min(count["evals"] * every, steps)
+        result = evaluate(model, valid)
+        out = {"valid": result.perplexity, "bits": result.bits}
+        if train_probe is not None:
+            out["train"] = evaluate(model, train_probe).perplexity
+        if out["valid"] < best["valid"]:  # early stopping: remember the best weights
+            best.update(valid=out["valid"], step=step, state=_copy(model))
+        if step in wanted:
+            kept[step] = _copy(model)
+        return out
+
+    history = fit(model, optimizer, tbptt_loss(model, train), steps, clip=clip, evaluate=measure, every=every,
+                  scheduler=scheduler, stop_after=stop_after)
+    return Run(history, int(best["step"]), float(best["valid"]), best["state"], kept,  # type: ignore[arg-type]
+               model)
+
+
+def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
+    """Learning rate ``lr * (1 + cos(pi * s / steps)) / 2`` after step ``s``: from ``lr`` down to 0."""
+    _checks.positive_int("steps", steps)
+    return torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda s: 0.5 * (1.0 + math.cos(math.pi * min(s, steps) / steps)))
+
+
+def train_char_model(
+    seed: int = 0,
+    kind: str = "lstm",
+    hidden: int = 256,
+    embed: int = 64,
+    layers: int = 1,
+    batch: int = 32,
+    seq: int = 64,
+    steps: int = 1000,
+    lr: float = 3e-3,
+    every: int = 250,
+    text: str = "shakespeare",
+    dropout: float = 0.0,
+    placement: str = "non_recurrent",
+    snapshots: Sequence[int] = (),
+    stop_after: int | None = None,
+) -> Run:
+    """Chapter 2's experiment: a character model trained on a committed text, as one call.
+
+    The text is :func:`papers30.data.text.char_corpus` ``(text)`` (train,
+    validation and test splits). The model is a fused :class:`LanguageModel`
+    of ``kind`` (``hidden`` units, ``layers`` layers, ``embed``-wide
+    embedding), built after :func:`papers30.runtime.seed_everything`
+    ``(seed)``; it is trained by :func:`train_language_model` with Adam at
+    ``lr`` on a :func:`cosine_schedule` over ``steps`` steps of ``batch`` rows
+    by ``seq`` characters, gradients clipped to norm 1, the validation text
+    measured every ``every`` steps. ``dropout`` with ``placement`` (chapter
+    4): ``"non_recurrent"`` keeps the fused runner; the naive
+    ``"recurrent"`` placement runs the package's own LSTM, which can drop
+    the recurrent state at every step. Returns the :class:`Run` (with
+    ``model``); every argument is a plain value, so a recorded run can replay
+    its first steps (``stop_after``).
+    """
+    corpus = char_corpus(text)
+    seed_everything(seed)
+    device = get_device()
+    model = LanguageModel(len(corpus.vocab), hidden, layers, kind=kind, embedding_size=embed, dropout=dropout,
+                          dropout_placement=placement, fused=placement != "recurrent").to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    train = BPTTBatches(corpus.train, batch, seq).to(device)
+    valid = BPTTBatches(corpus.valid, 32, 128).to(device)
+    return train_language_model(model, optimizer, train, valid, steps, every=every, clip=1.0,
+                                scheduler=cosine_schedule(optimizer, steps), snapshots=snapshots,
+                                stop_after=stop_after)
+
+
 # ----------------------------------------------------------------- n-gram baselines
 
 
-class NGram:
-    """An exact n-gram model over ids ``0..V-1`` with add-k smoothing, eq. (ch02-addk).
+class _CountModel:
+    """What :class:`NGram` and :class:`KneserNey` share: m-gram keys, lookups and scoring a stream.
 
-    ``p(w | c) = (count(c, w) + k) / (count(c) + k V)``, where ``c`` is the
-    ``order - 1`` tokens before ``w`` and ``count(c)`` counts the occurrences
-    of ``c`` followed by any token; for ``order=1``, ``count(c)`` is the number
-    of training tokens. The first ``order - 1`` tokens of a scored stream,
-    which lack a full context, are scored by the lower orders (all counts are
-    kept). Counts are stored sparsely, so word vocabularies work too.
+    An m-gram of ids is stored as one integer key, the ids read as the digits
+    of a number in base ``V``; subclasses fill their count tables in ``fit``
+    and give ``log2 p(w | c)`` of a batch of windows in ``_log2_probs``.
     """
 
-    def __init__(self, order: int, vocab_size: int, k: float = 1.0) -> None:
+    def __init__(self, order: int, vocab_size: int) -> None:
         _checks.positive_int("order", order)
         _checks.positive_int("vocab_size", vocab_size)
-        if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
-            raise ValueError(f"k must be a positive number, got {k!r}")
         if vocab_size ** order >= 2**62:
             raise ValueError(f"order {order} with vocab_size {vocab_size} overflows the int64 n-gram keys")
-        self.order, self.vocab_size, self.k = order, vocab_size, float(k)
-        self._counts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+        self.order, self.vocab_size = order, vocab_size
+        self._fitted = False
 
     def _keys(self, windows: torch.Tensor) -> torch.Tensor:
         m = windows.shape[1]
         powers = self.vocab_size ** torch.arange(m - 1, -1, -1, dtype=torch.long)
         return (windows * powers).sum(1)
-
-    def fit(self, ids: torch.Tensor) -> "NGram":
-        """Count every m-gram, ``m = 1..order``, of the training stream ``ids (N,)``; returns ``self``."""
-        ids = self._ids("ids", ids)
-        if ids.shape[0] < self.order:
-            raise ValueError(f"ids must hold at least order={self.order} tokens, got {ids.shape[0]}")
-        self._counts = []
-        for m in range(1, self.order + 1):
-            windows = ids.unfold(0, m, 1)  # (N - m + 1, m)
-            grams, gram_counts = torch.unique(self._keys(windows), return_counts=True)
-            ctx, ctx_counts = torch.unique(self._keys(windows[:, :-1]), return_counts=True)
-            self._counts.append((grams, gram_counts, ctx, ctx_counts))
-        return self
 
     def _ids(self, name: str, ids: object) -> torch.Tensor:
         ids = _checks.tensor(name, ids, ndim=1, kind="int").cpu().long()
@@ -246,23 +416,25 @@ class NGram:
             raise ValueError(f"{name} must hold ids in 0..{self.vocab_size - 1}")
         return ids
 
+    def _train_ids(self, ids: object) -> torch.Tensor:
+        ids = self._ids("ids", ids)
+        if ids.shape[0] < self.order:
+            raise ValueError(f"ids must hold at least order={self.order} tokens, got {ids.shape[0]}")
+        return ids
+
     @staticmethod
     def _lookup(sorted_keys: torch.Tensor, counts: torch.Tensor, keys: torch.Tensor) -> torch.Tensor:
+        """``counts`` of each of ``keys`` in the sorted table ``sorted_keys`` (0 where absent), float64."""
         pos = torch.searchsorted(sorted_keys, keys).clamp(max=max(len(sorted_keys) - 1, 0))
         found = sorted_keys[pos] == keys
         return torch.where(found, counts[pos], torch.zeros_like(keys)).double()
 
     def _log2_probs(self, windows: torch.Tensor) -> torch.Tensor:
-        """``log2 p(w | c)`` for each row ``(c..., w)`` of ``windows (M, m)``."""
-        m = windows.shape[1]
-        grams, gram_counts, ctx, ctx_counts = self._counts[m - 1]
-        joint = self._lookup(grams, gram_counts, self._keys(windows))
-        context = self._lookup(ctx, ctx_counts, self._keys(windows[:, :-1]))
-        return torch.log2((joint + self.k) / (context + self.k * self.vocab_size))
+        raise NotImplementedError
 
     def log2_probs(self, ids: torch.Tensor) -> torch.Tensor:
         """``log2 p(ids[t] | ids[t-order+1 .. t-1])`` for every ``t`` of ``ids (N,)``: ``(N,)`` float64."""
-        if not self._counts:
+        if not self._fitted:
             raise RuntimeError("fit the model before scoring")
         ids = self._ids("ids", ids)
         n, out = ids.shape[0], []
@@ -280,6 +452,45 @@ class NGram:
         return float(-lp.mean())
 
 
+class NGram(_CountModel):
+    """An exact n-gram model over ids ``0..V-1`` with add-k smoothing, eq. (ch02-addk).
+
+    ``p(w | c) = (count(c, w) + k) / (count(c) + k V)``, where ``c`` is the
+    ``order - 1`` tokens before ``w`` and ``count(c)`` counts the occurrences
+    of ``c`` followed by any token; for ``order=1``, ``count(c)`` is the number
+    of training tokens. The first ``order - 1`` tokens of a scored stream,
+    which lack a full context, are scored by the lower orders (all counts are
+    kept). Counts are stored sparsely, so word vocabularies work too.
+    """
+
+    def __init__(self, order: int, vocab_size: int, k: float = 1.0) -> None:
+        super().__init__(order, vocab_size)
+        if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
+            raise ValueError(f"k must be a positive number, got {k!r}")
+        self.k = float(k)
+        self._counts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]] = []
+
+    def fit(self, ids: torch.Tensor) -> "NGram":
+        """Count every m-gram, ``m = 1..order``, of the training stream ``ids (N,)``; returns ``self``."""
+        ids = self._train_ids(ids)
+        self._counts = []
+        for m in range(1, self.order + 1):
+            windows = ids.unfold(0, m, 1)  # (N - m + 1, m)
+            grams, gram_counts = torch.unique(self._keys(windows), return_counts=True)
+            ctx, ctx_counts = torch.unique(self._keys(windows[:, :-1]), return_counts=True)
+            self._counts.append((grams, gram_counts, ctx, ctx_counts))
+        self._fitted = True
+        return self
+
+    def _log2_probs(self, windows: torch.Tensor) -> torch.Tensor:
+        """``log2 p(w | c)`` for each row ``(c..., w)`` of ``windows (M, m)``."""
+        m = windows.shape[1]
+        grams, gram_counts, ctx, ctx_counts = self._counts[m - 1]
+        joint = self._lookup(grams, gram_counts, self._keys(windows))
+        context = self._lookup(ctx, ctx_counts, self._keys(windows[:, :-1]))
+        return torch.log2((joint + self.k) / (context + self.k * self.vocab_size))
+
+
 def fit_ngram(
     order: int, vocab_size: int, train: torch.Tensor, valid: torch.Tensor, ks: Sequence[float] = (1.0,)
 ) -> NGram:
@@ -295,6 +506,118 @@ def _with_k(model: NGram, k: float) -> NGram:
     if isinstance(k, bool) or not isinstance(k, (int, float)) or not k > 0:
         raise ValueError(f"ks must hold positive numbers, got {k!r}")
     model.k = float(k)
+    return model
+
+
+class KneserNey(_CountModel):
+    """An interpolated Kneser-Ney n-gram model over ids ``0..V-1``, eq. (ch02-kn).
+
+    Order ``m = 1..order`` mixes its own discounted counts with order ``m - 1``::
+
+        p_m(w | c) = max(a(c, w) - D_m, 0) / A(c)  +  D_m T(c) / A(c) * p_{m-1}(w | c')
+
+    where ``c`` is the ``m - 1`` tokens before ``w``, ``c'`` is ``c`` without
+    its oldest token, ``A(c) = sum_w a(c, w)`` and ``T(c)`` is the number of
+    distinct ``w`` with ``a(c, w) > 0``. A context never seen (``A(c) = 0``)
+    hands all its mass to ``p_{m-1}``; below order 1 sits the uniform
+    ``p_0 = 1/V``. At the top order ``a`` is the raw count of the m-gram; at
+    every lower order it is the *continuation count*, the number of distinct
+    tokens seen just before the m-gram (Kneser and Ney's idea: a token that
+    follows many different contexts is a better guess in a context never seen
+    than one that is frequent after a single one). ``discount`` is one ``D``
+    in ``(0, 1]`` for every order, or one per order, lowest first. The first
+    ``order - 1`` tokens of a scored stream use the lower orders, with raw
+    counts at their own top.
+    """
+
+    def __init__(self, order: int, vocab_size: int, discount: float | Sequence[float] = 0.75) -> None:
+        super().__init__(order, vocab_size)
+        self.discount = discount  # type: ignore[assignment]
+        self._raw: list[tuple[torch.Tensor, ...]] = []
+        self._cont: list[tuple[torch.Tensor, ...]] = []
+
+    @property
+    def discount(self) -> tuple[float, ...]:
+        """The discount ``D_m`` of each order ``m = 1..order``."""
+        return self._discount
+
+    @discount.setter
+    def discount(self, value: float | Sequence[float]) -> None:
+        ds = [value] * self.order if isinstance(value, (int, float)) else list(value)  # type: ignore[list-item]
+        if len(ds) != self.order or any(isinstance(d, bool) or not isinstance(d, (int, float))
+                                        or not 0 < d <= 1 for d in ds):
+            raise ValueError(f"discount must be a number in (0, 1] or {self.order} of them, got {value!r}")
+        self._discount = tuple(float(d) for d in ds)
+
+    def _table(self, grams: torch.Tensor, counts: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Sorted m-gram keys with their counts ``a``; per context (key // V) its ``A(c)`` and ``T(c)``."""
+        ctx, inverse = torch.unique_consecutive(grams // self.vocab_size, return_inverse=True)
+        total = torch.zeros(len(ctx), dtype=torch.long).index_add_(0, inverse, counts)
+        types = torch.bincount(inverse, minlength=len(ctx))
+        return grams, counts, ctx, total, types
+
+    def fit(self, ids: torch.Tensor) -> "KneserNey":
+        """Count the m-grams of ``ids (N,)``, raw and by continuation, ``m = 1..order``; returns ``self``."""
+        ids = self._train_ids(ids)
+        raw = [torch.unique(self._keys(ids.unfold(0, m, 1)), return_counts=True)
+               for m in range(1, self.order + 1)]
+        self._raw = [self._table(g, c) for g, c in raw]
+        self._cont = []
+        for m in range(1, self.order):  # continuation count: distinct (m+1)-grams that end in the m-gram
+            suffixes = raw[m][0] % self.vocab_size**m
+            self._cont.append(self._table(*torch.unique(suffixes, return_counts=True)))
+        self._fitted = True
+        return self
+
+    def _log2_probs(self, windows: torch.Tensor) -> torch.Tensor:
+        """``log2 p_m(w | c)`` for each row ``(c..., w)`` of ``windows (M, m)``, raw counts at order m."""
+        m = windows.shape[1]
+        p = torch.full((windows.shape[0],), 1.0 / self.vocab_size, dtype=torch.float64)  # p_0
+        for j in range(1, m + 1):  # orders 1..m, each mixed with the one below
+            grams, counts, ctx, total, types = self._raw[j - 1] if j == m else self._cont[j - 1]
+            a = self._lookup(grams, counts, self._keys(windows[:, m - j :]))
+            if j == 1:  # the empty context
+                big_a = torch.full_like(a, float(total.sum()))
+                t = torch.full_like(a, float(len(grams)))
+            else:
+                context = self._keys(windows[:, m - j : m - 1])
+                big_a, t = self._lookup(ctx, total, context), self._lookup(ctx, types, context)
+            d = self.discount[j - 1]
+            mixed = ((a - d).clamp_min(0) + d * t * p) / big_a.clamp_min(1)  # eq. (ch02-kn)
+            p = torch.where(big_a > 0, mixed, p)
+        return torch.log2(p)
+
+
+def fit_kneser_ney(
+    order: int,
+    vocab_size: int,
+    train: torch.Tensor,
+    valid: torch.Tensor,
+    discounts: Sequence[float] = (0.2, 0.4, 0.6, 0.7, 0.8, 0.9, 1.0),
+    sweeps: int = 2,
+) -> KneserNey:
+    """A :class:`KneserNey` counted on ``train``, its discounts tuned on ``valid``.
+
+    Coordinate descent: every order starts at the middle value of
+    ``discounts``; then, ``sweeps`` times, each order in turn (lowest first)
+    takes the value of ``discounts`` that gives ``valid`` the fewest bits with
+    the other orders' discounts held.
+    """
+    if not discounts:
+        raise ValueError("discounts must hold at least one value")
+    _checks.positive_int("sweeps", sweeps)
+    model = KneserNey(order, vocab_size, discounts[len(discounts) // 2]).fit(train)
+
+    def with_d(j: int, d: float) -> list[float]:
+        return [*model.discount[:j], d, *model.discount[j + 1 :]]
+
+    for _ in range(sweeps):
+        for j in range(order):
+            scores = {}
+            for d in discounts:
+                model.discount = with_d(j, d)
+                scores[d] = model.bits(valid)
+            model.discount = with_d(j, min(scores, key=scores.__getitem__))
     return model
 
 
@@ -391,24 +714,22 @@ def hidden_states(model: LanguageModel, ids: torch.Tensor, which: str = "h") -> 
     return out.detach()
 
 
-def inside_brackets(text: str, open: str = "[", close: str = "]") -> torch.Tensor:
-    """``(N,)`` float: 1 at characters inside a bracketed span (the brackets included), else 0.
+SPEAKER = re.compile(r"(?:^|(?<=\n\n))[A-Z][A-Za-z']*(?: [A-Za-z']+){0,2}\.(?=\n)")
 
-    Brackets do not nest in the feature: an ``open`` starts a span, the next
-    ``close`` ends it.
+
+def speaker_lines(text: str) -> torch.Tensor:
+    """``(N,)`` float: 1 at the characters of a speaker's name line of a play text, else 0.
+
+    A name line stands alone after a blank line (or at the start), holds one
+    to three words, starts with a capital and ends with a full stop (``Ham.``,
+    ``LADY MACBETH.``); its newline is not part of it.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
-    if len(open) != 1 or len(close) != 1 or open == close:
-        raise ValueError(f"open and close must be two different characters, got {open!r}, {close!r}")
-    out, inside = [], False
-    for ch in text:
-        if ch == open:
-            inside = True
-        out.append(1.0 if inside else 0.0)
-        if ch == close:
-            inside = False
-    return torch.tensor(out)
+    out = torch.zeros(len(text))
+    for m in SPEAKER.finditer(text):
+        out[m.start() : m.end()] = 1.0
+    return out
 
 
 def position_in_line(text: str) -> torch.Tensor:

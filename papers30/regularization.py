@@ -9,10 +9,13 @@ dropout itself is an option of :class:`papers30.recurrent.LSTM`
 This module holds what the comparison needs beyond them:
 
 * :func:`frequent_vocab`: a closed word vocabulary, rare words mapped to
-  ``<unk>`` as in the Penn Treebank files the paper uses;
-* :func:`train_language_model`: truncated-BPTT training that measures the
-  validation perplexity every few steps and keeps the best weights (early
-  stopping), returning a :class:`Run`;
+  ``<unk>`` as in the Penn Treebank files the paper uses, and
+  :func:`word_corpus`, a committed text cut into words with it;
+* :func:`train_word_model`: the chapter's whole training run as one call
+  with plain arguments (so a recorded run can be replayed);
+* :func:`~papers30.language.train_language_model` (from :mod:`papers30.language`,
+  re-exported here): truncated-BPTT training that measures the validation
+  perplexity every few steps and keeps the best weights (early stopping);
 * :func:`overfitting_gap`: how far a validation curve ends above its minimum;
 * :func:`windowed_perplexity`: the perplexity of a text read in short
   independent windows, which shows how much context a model uses;
@@ -27,18 +30,19 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from papers30 import _checks
-from papers30.data.text import BPTTBatches, Vocab
-from papers30.language import LanguageModel, evaluate, tbptt_loss
+from papers30.data.text import BPTTBatches, Corpus, Vocab, load_text, tokenize
+from papers30.language import LanguageModel, Run, train_language_model
 from papers30.recurrent import PLACEMENTS
-from papers30.training import History, fit
+from papers30.runtime import get_device, seed_everything
 
 UNK = "<unk>"
+__all__ = ["UNK", "Run", "frequent_vocab", "overfitting_gap", "path_survival", "train_language_model",
+           "train_word_model", "windowed_perplexity", "word_corpus"]
 
 
 def frequent_vocab(tokens: Iterable[str], min_count: int, unk: str = UNK) -> Vocab:
@@ -53,71 +57,67 @@ def frequent_vocab(tokens: Iterable[str], min_count: int, unk: str = UNK) -> Voc
     return Vocab([t for t, n in counts.items() if n >= min_count], unk=unk)
 
 
-@dataclass
-class Run:
-    """One training run: its :class:`~papers30.training.History` and the early-stopping point.
+def word_corpus(n_train: int, n_valid: int, min_count: int = 2, text: str = "shakespeare") -> Corpus:
+    """A word-level corpus from a committed text, Penn-Treebank style.
 
-    ``history.evals`` holds, every ``every`` steps, the validation perplexity
-    under ``"valid"`` (and under ``"train"`` when a training probe was given).
-    ``best_state`` is a copy of the weights at ``best_step``, the evaluation
-    with the lowest validation perplexity ``best_valid``.
+    The text is lower-cased and cut into words and punctuation marks with
+    ``<eos>`` at each line's end (:func:`papers30.data.text.tokenize`); the
+    first ``n_train`` tokens are the training part, the next ``n_valid`` the
+    validation part and the ``n_valid`` after those the test part. The
+    vocabulary holds the training words seen at least ``min_count`` times;
+    every other word is ``<unk>`` (:func:`frequent_vocab`).
     """
+    _checks.positive_int("n_train", n_train)
+    _checks.positive_int("n_valid", n_valid)
+    words = tokenize(load_text(text).lower(), "word")
+    if n_train + 2 * n_valid > len(words):
+        raise ValueError(f"n_train + 2 * n_valid must be at most the {len(words)} tokens of {text!r}, "
+                         f"got {n_train + 2 * n_valid}")
+    vocab = frequent_vocab(words[:n_train], min_count)
+    ids = vocab.encode(words[: n_train + 2 * n_valid])
+    return Corpus(vocab, ids[:n_train], ids[n_train : n_train + n_valid], ids[n_train + n_valid :])
 
-    history: History
-    best_step: int
-    best_valid: float
-    best_state: dict[str, torch.Tensor]
 
-    @property
-    def final_valid(self) -> float:
-        """The validation perplexity at the last evaluation."""
-        return self.history.evals[-1]["valid"]
-
-
-def train_language_model(
-    model: LanguageModel,
-    optimizer: torch.optim.Optimizer,
-    train: BPTTBatches,
-    valid: BPTTBatches,
-    steps: int,
-    *,
-    every: int = 50,
-    clip: float | None = 5.0,
-    train_probe: BPTTBatches | None = None,
+def train_word_model(
+    seed: int = 0,
+    n_train: int = 40_000,
+    n_valid: int = 5_000,
+    min_count: int = 2,
+    hidden: int = 200,
+    layers: int = 1,
+    dropout: float = 0.0,
+    batch: int = 20,
+    bptt: int = 35,
+    steps: int = 1000,
+    lr: float = 2e-3,
+    every: int = 100,
+    init_range: float = 0.1,
+    stop_after: int | None = None,
 ) -> Run:
-    """Train ``model`` for ``steps`` truncated-BPTT steps on ``train``; measure and keep the best.
+    """Chapter 4's experiment: a word-level LSTM language model with or without dropout, as one call.
 
-    Each step is one ``(B, T)`` batch of ``train`` with the hidden state
-    carried from the previous batch (:func:`papers30.language.tbptt_loss`),
-    the loss in bits per token, gradients clipped to norm ``clip``. Every
-    ``every`` steps and after the last, the perplexity of ``valid`` (and of
-    ``train_probe``, e.g. a slice of the training text) is measured in eval
-    mode, that is without dropout. The model ends holding its final weights;
-    the best ones are in :attr:`Run.best_state`.
+    The data are :func:`word_corpus` ``(n_train, n_valid, min_count)``. The
+    model is a fused :class:`~papers30.language.LanguageModel` (``hidden``
+    units and embedding width, ``layers`` layers, weights uniform in
+    ``[-init_range, init_range]``) with ``dropout`` on the non-recurrent
+    connections, built after :func:`papers30.runtime.seed_everything`
+    ``(seed)``. It trains with Adam at ``lr`` for ``steps`` steps of ``batch``
+    rows by ``bptt`` words, gradients clipped to norm 5, the validation
+    perplexity measured every ``every`` steps without dropout, and returns the
+    :class:`~papers30.language.Run` with the best (early-stopped) weights.
+    Every argument is a plain value, so a recorded run can replay its first
+    steps (``stop_after``).
     """
-    if not isinstance(model, LanguageModel):
-        raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}")
-    for name, batches in (("train", train), ("valid", valid), ("train_probe", train_probe)):
-        if not (isinstance(batches, BPTTBatches) or (name == "train_probe" and batches is None)):
-            raise TypeError(f"{name} must be a BPTTBatches, got {type(batches).__name__}")
-    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or clip <= 0):
-        raise ValueError(f"clip must be a positive number or None, got {clip!r}")
-    best: dict[str, object] = {"valid": math.inf, "step": 0, "state": {}}
-    count = {"evals": 0}
-
-    def measure() -> dict[str, float]:
-        count["evals"] += 1
-        out = {"valid": evaluate(model, valid).perplexity}
-        if train_probe is not None:
-            out["train"] = evaluate(model, train_probe).perplexity
-        if out["valid"] < best["valid"]:  # early stopping: remember the best weights
-            step = min(count["evals"] * every, steps)
-            best.update(valid=out["valid"], step=step,
-                        state={k: v.detach().clone() for k, v in model.state_dict().items()})
-        return out
-
-    history = fit(model, optimizer, tbptt_loss(model, train), steps, clip=clip, evaluate=measure, every=every)
-    return Run(history, int(best["step"]), float(best["valid"]), best["state"])  # type: ignore[arg-type]
+    corpus = word_corpus(n_train, n_valid, min_count)
+    seed_everything(seed)
+    device = get_device()
+    model = LanguageModel(len(corpus.vocab), hidden, layers, dropout=dropout, init_range=init_range,
+                          fused=True).to(device)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    train = BPTTBatches(corpus.train, batch, bptt).to(device)
+    valid = BPTTBatches(corpus.valid, 10, 50).to(device)
+    return train_language_model(model, optimizer, train, valid, steps, every=every, clip=5.0,
+                                stop_after=stop_after)
 
 
 def overfitting_gap(perplexities: Sequence[float]) -> float:

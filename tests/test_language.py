@@ -13,20 +13,25 @@ from torch import nn
 from papers30.data.text import BPTTBatches
 from papers30.language import (
     LanguageModel,
+    KneserNey,
     NGram,
     best_unit,
     bits_per_token,
+    cosine_schedule,
     detach_state,
     distinct_ngrams,
     evaluate,
+    fit_kneser_ney,
     fit_ngram,
     hidden_states,
-    inside_brackets,
     pearson,
     position_in_line,
     sample,
     sample_next,
+    speaker_lines,
     tbptt_loss,
+    train_char_model,
+    train_language_model,
 )
 
 DT = torch.float64
@@ -58,6 +63,41 @@ def test_language_model_matches_torch_embedding_lstm_linear(kind, B, T, V, E, H,
     more = torch.randint(V, (B, 3), generator=gen)
     logits2, _ = model(more, state)
     torch.testing.assert_close(logits2, model(torch.cat([tokens, more], 1))[0][:, T:])
+
+
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+@pytest.mark.parametrize("L", [1, 2])
+def test_fused_language_model_equals_the_package_runner_with_copied_weights(kind, L, gen):
+    V, E, H = 7, 3, 5
+    ours = LanguageModel(V, H, L, kind=kind, embedding_size=E).to(DT)
+    fused = LanguageModel(V, H, L, kind=kind, embedding_size=E, fused=True).to(DT)
+    assert isinstance(fused.rnn, TORCH[kind])
+    fused.load_state_dict(ours.state_dict())  # the same parameter names, strict
+    tokens = torch.randint(V, (2, 6), generator=gen)
+    (a, sa), (b, sb) = ours(tokens), fused(tokens)
+    torch.testing.assert_close(a, b)
+    flat = lambda s: torch.cat([t.flatten() for t in s]) if isinstance(s, tuple) else s  # noqa: E731
+    torch.testing.assert_close(flat(sa), flat(sb))
+
+
+def test_fused_dropout_masks_the_same_connections_as_the_package_runner(gen):
+    """One layer: both draw an input mask, run, draw an output mask, so one seed gives equal logits."""
+    V, H = 6, 4
+    ours = LanguageModel(V, H, dropout=0.5).to(DT)
+    fused = LanguageModel(V, H, dropout=0.5, fused=True).to(DT)
+    fused.load_state_dict(ours.state_dict())
+    tokens = torch.randint(V, (3, 5), generator=gen)
+    torch.manual_seed(11)
+    a = ours.train()(tokens)[0]
+    torch.manual_seed(11)
+    b = fused.train()(tokens)[0]
+    torch.testing.assert_close(a, b)
+    assert not torch.allclose(a, fused.eval()(tokens)[0])  # the masks did something in training
+    torch.testing.assert_close(ours.eval()(tokens)[0], fused(tokens)[0])  # and nothing in eval mode
+    with pytest.raises(ValueError, match="recurrent"):
+        LanguageModel(V, H, dropout=0.5, dropout_placement="recurrent", fused=True)
+    with pytest.raises(TypeError, match="fused"):
+        LanguageModel(V, H, fused=1)
 
 
 def test_language_model_options_and_bad_inputs():
@@ -190,6 +230,79 @@ def test_ngram_bad_inputs():
         fit_ngram(2, 3, torch.tensor([0, 1, 2]), torch.tensor([0]), ks=())
 
 
+def kn_brute(train: list[int], V: int, order: int, D: list[float]):
+    """Interpolated Kneser-Ney from Python dictionaries, written from the textbook recursion."""
+    from collections import Counter
+
+    grams = {m: Counter(tuple(train[i : i + m]) for i in range(len(train) - m + 1)) for m in range(1, order + 1)}
+    cont = {m: Counter(g[1:] for g in grams[m + 1]) for m in range(1, order)}  # distinct left neighbours
+
+    def p(context: tuple, w: int, top: bool) -> float:
+        m = len(context) + 1
+        lower = 1.0 / V if m == 1 else p(context[1:], w, top=False)
+        counts = grams[m] if top else cont[m]
+        mine = {g: c for g, c in counts.items() if g[:-1] == context}
+        total = sum(mine.values())
+        if total == 0:
+            return lower
+        d = D[m - 1]
+        return (max(mine.get((*context, w), 0) - d, 0) + d * len(mine) * lower) / total
+
+    return p
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 4])
+def test_kneser_ney_matches_dictionary_recursion(order, gen):
+    V = 4
+    train = torch.randint(V, (60,), generator=gen)
+    held = torch.cat([train[10:14], torch.randint(V, (10,), generator=gen)])  # seen and unseen contexts
+    D = [0.3, 0.5, 0.7, 0.9][:order]
+    model = KneserNey(order, V, D).fit(train)
+    p = kn_brute(train.tolist(), V, order, D)
+    h = held.tolist()
+    ref = [math.log2(p(tuple(h[max(0, t - order + 1) : t]), h[t], top=True)) for t in range(len(h))]
+    torch.testing.assert_close(model.log2_probs(held), torch.tensor(ref, dtype=torch.float64))
+    assert model.bits(held) == pytest.approx(-sum(ref) / len(ref))
+
+
+@pytest.mark.parametrize("order", [1, 2, 3, 5])
+def test_kneser_ney_distributions_sum_to_one(order, gen):
+    V = 5
+    model = KneserNey(order, V, 0.6).fit(torch.randint(3, (80,), generator=gen))  # ids 3, 4 never seen
+    for ctx in (torch.randint(3, (order - 1,), generator=gen), torch.full((order - 1,), 4)):
+        probs = [2 ** model.log2_probs(torch.cat([ctx, torch.tensor([w])]))[-1].item() for w in range(V)]
+        assert sum(probs) == pytest.approx(1.0)
+        assert min(probs) > 0  # interpolation down to 1/V: no zero probabilities
+
+
+def test_fit_kneser_ney_tunes_each_order_on_validation(gen):
+    V = 4
+    train, valid = torch.randint(V, (300,), generator=gen), torch.randint(V, (80,), generator=gen)
+    grid = (0.2, 0.6, 1.0)
+    model = fit_kneser_ney(3, V, train, valid, grid, sweeps=1)
+    assert all(d in grid for d in model.discount)
+    for d in grid:  # the order tuned last is optimal given the others (brute force over its grid)
+        other = KneserNey(3, V, [*model.discount[:2], d]).fit(train)
+        assert other.bits(valid) >= model.bits(valid) - 1e-12
+    start = KneserNey(3, V, grid[1]).fit(train)  # coordinate descent never ends worse than its start
+    assert model.bits(valid) <= start.bits(valid)
+
+
+def test_kneser_ney_bad_inputs():
+    with pytest.raises(ValueError, match="discount"):
+        KneserNey(2, 3, 0.0)
+    with pytest.raises(ValueError, match="discount"):
+        KneserNey(2, 3, [0.5])
+    with pytest.raises(TypeError, match="order"):
+        KneserNey(2.0, 3)
+    with pytest.raises(ValueError, match="ids"):
+        KneserNey(3, 3).fit(torch.tensor([0, 1]))
+    with pytest.raises(RuntimeError, match="fit"):
+        KneserNey(2, 3).bits(torch.tensor([0]))
+    with pytest.raises(ValueError, match="discounts"):
+        fit_kneser_ney(2, 3, torch.tensor([0, 1, 2]), torch.tensor([0]), discounts=())
+
+
 # ------------------------------------------------------------------------------ sampling
 
 
@@ -246,12 +359,15 @@ def test_sampling_bad_inputs():
 
 
 def test_features_by_hand():
-    assert inside_brackets("a[bc]d[e").tolist() == [0, 1, 1, 1, 1, 0, 1, 1]
     assert position_in_line("ab\ncd\n").tolist() == [0, 1, 2, 0, 1, 2]
-    with pytest.raises(ValueError, match="open"):
-        inside_brackets("x", "[", "[")
+    play = "Ham.\nO, that this.\n\nLADY MACBETH.\nGo.\n\nA line of speech.\nNo.\n"
+    want = [1.0 if i < 4 or 20 <= i < 33 else 0.0 for i in range(len(play))]  # "Ham." and "LADY MACBETH."
+    assert speaker_lines(play).tolist() == want
+    assert speaker_lines("x\nHam.\n").sum() == 0  # a name line follows a blank line
     with pytest.raises(TypeError, match="text"):
         position_in_line(3)
+    with pytest.raises(TypeError, match="text"):
+        speaker_lines(None)
 
 
 def test_hidden_states_are_the_runner_outputs(gen):
@@ -307,3 +423,55 @@ def test_distinct_ngrams_by_brute_force():
 
 
 # ------------------------------------------------------- the plots chapter 2 adds to plotting
+
+
+# ------------------------------------------------------------------------- training
+
+
+def test_cosine_schedule_matches_closed_form():
+    opt = torch.optim.SGD([nn.Parameter(torch.zeros(1))], lr=0.3)
+    sched = cosine_schedule(opt, 8)
+    rates = []
+    for _ in range(10):
+        opt.step()
+        sched.step()
+        rates.append(opt.param_groups[0]["lr"])
+    want = [0.3 * 0.5 * (1 + math.cos(math.pi * min(s, 8) / 8)) for s in range(1, 11)]
+    assert rates == pytest.approx(want)
+    with pytest.raises(TypeError, match="steps"):
+        cosine_schedule(opt, 8.0)
+
+
+def test_train_language_model_snapshots_bits_and_stop_after(gen):
+    V = 5
+    ids = torch.randint(V, (400,), generator=gen)
+    train, valid = BPTTBatches(ids[:300], 4, 6), BPTTBatches(ids[300:], 2, 10)
+
+    def run(**kw):
+        torch.manual_seed(0)
+        model = LanguageModel(V, 6)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        return train_language_model(model, opt, train, valid, 9, every=3, scheduler=cosine_schedule(opt, 9), **kw)
+
+    full = run(snapshots=[3, 6])
+    assert sorted(full.snapshots) == [3, 6] and full.model is not None
+    early = LanguageModel(V, 6)
+    early.load_state_dict(full.snapshots[3])
+    assert evaluate(early, valid).perplexity == pytest.approx(full.history.evals[0]["valid"], rel=1e-10)
+    for e in full.history.evals:  # bits and perplexity are one figure: perplexity = 2 ** bits
+        assert e["valid"] == pytest.approx(2 ** e["bits"])
+    assert full.best_bits == pytest.approx(math.log2(full.best_valid))
+    assert full.losses == full.history.losses
+    part = run(stop_after=4)
+    assert part.losses == full.losses[:4]  # the schedule does not depend on stop_after
+
+
+def test_train_char_model_is_reproducible_and_replays_its_first_steps():
+    kw = dict(seed=3, hidden=8, embed=4, batch=4, seq=8, steps=6, every=3)
+    full = train_char_model(**kw)
+    again = train_char_model(**kw, stop_after=4)
+    assert again.losses == full.losses[:4]
+    assert isinstance(full.model.rnn, nn.LSTM) and len(full.losses) == 6
+    assert full.history.eval_steps == [3, 6]
+    rnn = train_char_model(**{**kw, "steps": 2, "every": 2}, kind="rnn")
+    assert isinstance(rnn.model.rnn, nn.RNN)

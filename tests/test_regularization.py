@@ -15,8 +15,9 @@ from torch import nn
 
 from papers30.data.text import BPTTBatches
 from papers30.language import LanguageModel, evaluate
+from papers30.data.text import load_text, tokenize
 from papers30.regularization import (UNK, Run, frequent_vocab, overfitting_gap, path_survival,
-                                     train_language_model, windowed_perplexity)
+                                     train_language_model, train_word_model, windowed_perplexity, word_corpus)
 
 WORDS = "the cat sat on the mat and the dog sat on the cat".split()
 
@@ -209,6 +210,29 @@ def test_windowed_perplexity_with_one_window_equals_evaluate():
     assert windowed_perplexity(model, ids, 12) == pytest.approx(want, rel=1e-10)
 
 
+# ------------------------------------------------------------------- the word corpus
+
+
+def test_word_corpus_matches_counting_by_hand():
+    words = tokenize(load_text("shakespeare").lower(), "word")  # independent: the tokens, counted here
+    corpus = word_corpus(3000, 500, min_count=3)
+    counts = Counter(words[:3000])
+    assert set(corpus.vocab.itos) == {w for w, n in counts.items() if n >= 3} | {UNK}
+    assert (len(corpus.train), len(corpus.valid), len(corpus.test)) == (3000, 500, 500)
+    back = corpus.vocab.decode(torch.cat([corpus.train, corpus.valid, corpus.test]))
+    assert back == [w if counts[w] >= 3 else UNK for w in words[:4000]]
+
+
+def test_train_word_model_is_reproducible_and_uses_dropout():
+    kw = dict(seed=2, n_train=2000, n_valid=300, hidden=8, batch=4, bptt=5, steps=6, every=3)
+    full = train_word_model(**kw, dropout=0.5)
+    assert train_word_model(**kw, dropout=0.5, stop_after=4).losses == full.losses[:4]
+    assert full.model.dropout == 0.5 and full.model.fused
+    assert full.history.eval_steps == [3, 6] and full.best_step in (3, 6)
+    plain = train_word_model(**kw)
+    assert plain.losses[0] != full.losses[0]  # same weights and batch, but no masks
+
+
 # ------------------------------------------------------------------------ bad input
 
 
@@ -233,6 +257,8 @@ def test_windowed_perplexity_with_one_window_equals_evaluate():
          "window"),
         (lambda: windowed_perplexity(LanguageModel(3, 2), torch.zeros(3, dtype=torch.long), 3), ValueError,
          "ids"),
+        (lambda: word_corpus(0, 10), ValueError, "n_train"),
+        (lambda: word_corpus(10**7, 10), ValueError, "n_train"),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(call, exc, name):

@@ -7,7 +7,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from papers30.data.text import TEXTS, BPTTBatches, Vocab, batchify, load_text, split_stream, tokenize
+from papers30.data.text import (TEXTS, BPTTBatches, Vocab, batchify, char_corpus, load_text, split_stream,
+                                tokenize)
 
 
 def test_load_text_shakespeare_is_clean_ascii_plays():
@@ -29,6 +30,7 @@ def test_load_text_unknown_name_lists_names():
 def test_tokenize_chars_and_words_by_hand():
     assert tokenize("ab\nc") == ["a", "b", "\n", "c"]
     assert tokenize("to be\n\nor not\n", "word") == ["to", "be", "<eos>", "or", "not", "<eos>"]
+    assert tokenize("Nay, o'er th' hill!\n", "word") == ["Nay", ",", "o'er", "th", "'", "hill", "!", "<eos>"]
     with pytest.raises(ValueError, match="level"):
         tokenize("x", "byte")
     with pytest.raises(TypeError, match="text"):
@@ -138,3 +140,12 @@ def test_bptt_batches_indexing_and_bad_inputs():
         BPTTBatches(torch.arange(3), 2, 1)
     with pytest.raises(TypeError, match="ids"):
         BPTTBatches(torch.zeros(10), 2, 2)
+
+
+def test_char_corpus_is_the_split_character_stream():
+    text = load_text("shakespeare")
+    corpus = char_corpus("shakespeare", valid=0.1, test=0.05)
+    assert corpus.vocab.itos == sorted(set(text))
+    joined = torch.cat([corpus.train, corpus.valid, corpus.test])
+    assert corpus.vocab.to_text(joined) == text
+    assert len(corpus.test) == round(0.05 * len(text)) and len(corpus.valid) == round(0.1 * len(text))

@@ -10,7 +10,8 @@ pieces, possibly at the word level.
 * :func:`tokenize` cuts a text into characters or words, and :class:`Vocab`
   maps tokens to ids and back, in a deterministic (sorted) order;
 * :func:`split_stream` cuts one long id stream into contiguous train,
-  validation and test parts;
+  validation and test parts, and :func:`char_corpus` does all of it for
+  the characters of a committed text;
 * :func:`batchify` and :class:`BPTTBatches` lay a stream out as ``B``
   parallel rows and walk along them ``T`` steps at a time, Zaremba-style:
   batch ``i + 1`` continues every row where batch ``i`` stopped, so a model
@@ -22,7 +23,9 @@ Shapes: ``N`` stream length, ``B`` batch rows, ``T`` time steps per batch.
 from __future__ import annotations
 
 import gzip
+import re
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from importlib import resources
 
 import torch
@@ -32,6 +35,7 @@ from papers30 import _checks
 TEXTS = {"shakespeare": "shakespeare.txt.gz"}
 LEVELS = ("char", "word")
 EOS_WORD = "<eos>"
+WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)*|[^\sA-Za-z]")
 
 
 def load_text(name: str) -> str:
@@ -48,16 +52,18 @@ def load_text(name: str) -> str:
 def tokenize(text: str, level: str = "char") -> list[str]:
     """Cut ``text`` into tokens: characters (``"char"``) or words (``"word"``).
 
-    At the word level, each line is split on white space and ends with the
-    token ``"<eos>"`` (as in the Penn Treebank files of chapter 4); blank lines
-    give nothing.
+    At the word level a token is a word (letters, with inner apostrophes as
+    in ``"o'er"``) or any other single non-space character (punctuation
+    marks, digits), so that ``"lord,"`` and ``"lord."`` are both ``"lord"``
+    followed by a mark; each non-blank line ends with the token ``"<eos>"``
+    (as in the Penn Treebank files of chapter 4); blank lines give nothing.
     """
     if not isinstance(text, str):
         raise TypeError(f"text must be a str, got {type(text).__name__}")
     _checks.one_of("level", level, LEVELS)
     if level == "char":
         return list(text)
-    return [w for line in text.splitlines() if line.split() for w in [*line.split(), EOS_WORD]]
+    return [w for line in text.splitlines() if line.strip() for w in [*WORD.findall(line), EOS_WORD]]
 
 
 class Vocab:
@@ -145,6 +151,28 @@ def split_stream(
         raise ValueError(f"valid + test must leave training data, got valid={valid}, test={test}")
     a, b = n - n_valid - n_test, n - n_test
     return ids[:a], ids[a:b], ids[b:]
+
+
+@dataclass(frozen=True)
+class Corpus:
+    """A text cut into tokens with its vocabulary and contiguous train / validation / test id streams."""
+
+    vocab: Vocab
+    train: torch.Tensor
+    valid: torch.Tensor
+    test: torch.Tensor
+
+
+def char_corpus(name: str = "shakespeare", valid: float = 0.05, test: float = 0.05) -> Corpus:
+    """The committed text ``name`` as characters: the vocabulary of all its characters, and the splits.
+
+    The splits are :func:`split_stream` ``(ids, valid, test)``: the last
+    ``test`` share of the text is the test part, the ``valid`` share before it
+    the validation part.
+    """
+    text = load_text(name)
+    vocab = Vocab.build(text)
+    return Corpus(vocab, *split_stream(vocab.encode(text), valid=valid, test=test))
 
 
 def batchify(ids: torch.Tensor, batch_size: int) -> torch.Tensor:
