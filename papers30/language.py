@@ -146,7 +146,10 @@ def detach_state(state: State | None) -> State | None:
     if state is None:
         return None
     if isinstance(state, tuple):
+        for i, s in enumerate(state):
+            _checks.tensor(f"state[{i}]", s)
         return tuple(s.detach() for s in state)  # type: ignore[return-value]
+    _checks.tensor("state", state)
     return state.detach()
 
 
@@ -174,6 +177,9 @@ class Evaluation:
     bits: float
     perplexity: float
     tokens: int
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
 
 def _device(model: nn.Module) -> torch.device:
@@ -252,6 +258,9 @@ class Run:
     best_state: dict[str, torch.Tensor]
     snapshots: dict[int, dict[str, torch.Tensor]] = field(default_factory=dict)
     model: LanguageModel | None = None
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     @property
     def losses(self) -> list[float]:
@@ -635,7 +644,7 @@ def sample_next(
     seed gives the same ids on every device.
     """
     _checks.tensor("logits", logits, ndim=2, kind="float")
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature < 0:
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
         raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
     if generator is not None and not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator or None, got {type(generator).__name__}")
@@ -662,6 +671,8 @@ def sample(
         raise TypeError(f"model must be a LanguageModel, got {type(model).__name__}")
     _checks.tensor("prompt", prompt, ndim=(1, 2), kind="int")
     _checks.positive_int("steps", steps)
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature >= 0:
+        raise ValueError(f"temperature must be a number >= 0, got {temperature!r}")
     if prompt.shape[-1] == 0:
         raise ValueError("prompt must hold at least one token")
     squeeze = prompt.dim() == 1
@@ -761,6 +772,13 @@ def best_unit(activations: torch.Tensor, feature: torch.Tensor) -> tuple[int, fl
 
 def pearson(activations: torch.Tensor, feature: torch.Tensor) -> torch.Tensor:
     """Pearson's r of every column of ``activations (N, H)`` with ``feature (N,)``: ``(H,)``."""
+    _checks.tensor("activations", activations, ndim=2, kind="float")
+    _checks.tensor("feature", feature, ndim=1)
+    if feature.dtype == torch.bool or feature.is_complex():
+        raise TypeError(f"feature must be a real-valued tensor, got {feature.dtype}")
+    _checks.size_matches("feature", feature.shape[0], activations.shape[0], "length (one per row of activations)")
+    if not feature.is_floating_point():
+        feature = feature.to(activations.dtype)  # integer features (line positions, flags)
     a = activations - activations.mean(0)
     f = feature - feature.mean()
     num = (a * f[:, None]).sum(0)
