@@ -47,6 +47,9 @@ module               what it holds (chapters)
                      Sort-of-CLEVR (``data.sort_of_clevr``), Markov-chain
                      sequence families (``data.sequences``) and seeded
                      synthetic tasks (``data.synthetic``)
+``agents``           tabular environments with a computed complexity, random,
+                     greedy, Q-learning and Bayes-mixture agents, 2^-K
+                     weighted universal intelligence (24)
 ``metrics``          BLEU and exact match (13, 14)
 ``training``         a small, explicit training loop
 ``plotting``         the book's figure style and plot helpers
