@@ -10,7 +10,9 @@ module               what it holds (chapters)
 ``ledger``           the reproduction ledger: measured claims and their criteria
 ``papers``           the registry of the thirty papers (``data/papers.toml``)
 ``complexity``       compressed size, coarse-graining, a mixing cup, the coffee
-                     automaton (1, 19, 23, 25)
+                     automaton, normalized compression distance (1, 19, 23, 25)
+``clustering``       agglomerative clustering of a distance matrix, adjusted
+                     Rand index, shuffled-distance null (25)
 ``recurrent``        RNN, LSTM and GRU cells gate by gate, multi-layer runners
                      with dropout placement (2, 3, 4, 21)
 ``language``         recurrent language models, bits per token, exact n-gram
@@ -21,7 +23,8 @@ module               what it holds (chapters)
                      in bits (5, 23)
 ``attention``        scaled dot-product, multi-head and additive attention (6,
                      8, 13, 14, 16, 18, 20, 22, 27, 30)
-``pointer``          pointer decoder and pointer network (6, 8)
+``pointer``          pointer decoder, pointer network and fixed-vocabulary
+                     seq2seq baselines (6, 8)
 ``sets``             the Read-Process-Write process block, set2set (8, 12)
 ``convolution``      local response normalisation, a small AlexNet (7),
                      dilated convolutions and receptive fields (11)
@@ -41,7 +44,8 @@ module               what it holds (chapters)
                      smoothing, warm-up schedule, greedy decoding (13, 22, 27)
 ``data``             committed text and images (``data.text``, ``data.images``),
                      geometry (``data.geometry``), molecules (``data.graphs``),
-                     Sort-of-CLEVR (``data.sort_of_clevr``) and seeded
+                     Sort-of-CLEVR (``data.sort_of_clevr``), Markov-chain
+                     sequence families (``data.sequences``) and seeded
                      synthetic tasks (``data.synthetic``)
 ``metrics``          BLEU and exact match (13, 14)
 ``training``         a small, explicit training loop

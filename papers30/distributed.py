@@ -20,12 +20,14 @@ compared. ``device_time`` adds a declared, fixed amount of work per example
 than CPU cores. :meth:`Pipeline.run_torch` runs the same split with
 ``torch.distributed.pipelining.ScheduleGPipe`` for comparison.
 
-The loss is the mean squared error over the whole batch; a micro-batch of
-``n`` examples contributes its own mean squared error times ``n / B``, so the
-sum over micro-batches is the full-batch loss exactly.
+The loss is the mean over the whole batch of the cross-entropy against
+integer class labels ``y`` (or of the squared error against float targets
+``y``); a micro-batch of ``n`` examples contributes its own mean loss times
+``n / B``, so the sum over micro-batches is the full-batch loss exactly.
 
-Shapes: ``x`` is ``(B, D)`` and ``y`` is ``(B, D_out)``; ``K`` stages, ``M``
-micro-batches, ``L`` layers.
+Shapes: ``x`` is ``(B, D)``; ``y`` is ``(B,)`` class labels in ``0 .. V-1``
+(the model's last layer gives ``V`` logits) or ``(B, D_out)`` float targets;
+``K`` stages, ``M`` micro-batches, ``L`` layers.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from __future__ import annotations
 import copy
 import importlib.util
 import io
+import math
 import queue
 import socket
 import time
@@ -55,18 +58,35 @@ _HEADER = 8  # int64 slots of a header: ndim, up to 6 sizes, the send time (last
 _TAG_HEADER, _TAG_DATA = 1, 2
 
 
-class Event(NamedTuple):
+class _EventFields(NamedTuple):
+    stage: int
+    kind: str
+    microbatch: int
+    start: float
+    end: float
+
+
+class Event(_EventFields):
     """One operation of one stage: a forward (``"F"``) or backward (``"B"``) pass of a micro-batch.
 
     ``start`` and ``end`` are seconds on the machine's monotonic clock (shared
     by all processes), or clock ticks for :func:`gpipe_schedule`.
     """
 
-    stage: int
-    kind: str
-    microbatch: int
-    start: float
-    end: float
+    __slots__ = ()
+
+    def __new__(cls, stage: int, kind: str, microbatch: int, start: float, end: float) -> "Event":
+        for name, value in (("stage", stage), ("microbatch", microbatch)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be a non-negative int, got {value!r}")
+        if not isinstance(kind, str) or not kind:
+            raise TypeError(f"kind must be a non-empty str such as 'F' or 'B', got {kind!r}")
+        for name, value in (("start", start), ("end", end)):
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+                raise TypeError(f"{name} must be a finite float, got {value!r}")
+        if end < start:
+            raise ValueError(f"end must not come before start, got start={start}, end={end}")
+        return super().__new__(cls, stage, kind, microbatch, start, end)
 
 
 @dataclass
@@ -84,6 +104,9 @@ class StepResult:
     events: list[Event] = field(default_factory=list)
     peak_bytes: list[int | None] = field(default_factory=list)
     wall_s: float = 0.0
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     @property
     def makespan(self) -> float:
@@ -164,8 +187,12 @@ def measured_bubble(events: list[Event], num_stages: int) -> float:
     stages; a stage is busy while one of its events runs.
     """
     k = _checks.positive_int("num_stages", num_stages)
+    if isinstance(events, (str, bytes)) or not isinstance(events, (list, tuple)):
+        raise TypeError(f"events must be a list of Event, got {type(events).__name__}")
     if not events:
         raise ValueError("events must not be empty")
+    if not all(isinstance(e, Event) for e in events):
+        raise TypeError("events must be a list of Event")
     span = max(e.end for e in events) - min(e.start for e in events)
     if span <= 0:
         raise ValueError("events must span a positive time")
@@ -176,24 +203,41 @@ def measured_bubble(events: list[Event], num_stages: int) -> float:
 # ---------------------------------------------------------------- the reference
 
 
+def batch_loss(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Mean loss of a batch: cross-entropy for integer labels ``(B,)``, squared error for float targets.
+
+    ``output`` is ``(B, V)`` logits (labels) or ``(B, D_out)`` (float targets).
+    """
+    _checks.tensor("output", output, ndim=2, kind="float")
+    _checks.tensor("target", target, ndim=(1, 2))
+    _checks.size_matches("target", target.shape[0], output.shape[0], "batch size")
+    if target.is_floating_point():
+        _checks.size_matches("target", tuple(target.shape), tuple(output.shape), "shape (that of output)")
+        return F.mse_loss(output, target)
+    if target.dim() != 1 or target.dtype == torch.bool:
+        raise ValueError(f"target must be (B,) integer labels or float targets shaped like output, got {target.dtype} {tuple(target.shape)}")
+    return F.cross_entropy(output, target)
+
+
 def microbatch_loss(output: torch.Tensor, target: torch.Tensor, batch_size: int) -> torch.Tensor:
-    """A micro-batch's share of the full-batch mean squared error: ``mse * n / B``."""
-    return F.mse_loss(output, target) * (output.shape[0] / batch_size)
+    """A micro-batch's share of the full-batch loss (:func:`batch_loss`): ``loss * n / B``."""
+    _checks.positive_int("batch_size", batch_size)
+    return batch_loss(output, target) * (output.shape[0] / batch_size)
 
 
 def reference_step(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor
 ) -> tuple[float, dict[str, torch.Tensor]]:
-    """Loss and gradients of the full-batch mean squared error in one process.
+    """Loss and gradients of the full-batch loss (:func:`batch_loss`) in one process.
 
     The model's own ``.grad`` fields are left untouched.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _checks.tensor("x", x, kind="float")
-    _checks.tensor("y", y, kind="float")
+    _checks.tensor("x", x, ndim=2, kind="float")
+    _checks.tensor("y", y)
     params = dict(model.named_parameters())
-    loss = F.mse_loss(model(x), y)
+    loss = batch_loss(model(x), y)
     grads = torch.autograd.grad(loss, list(params.values()))
     return loss.item(), {n: g.detach() for n, g in zip(params, grads)}
 
@@ -210,6 +254,8 @@ class SavedBytes:
     """
 
     def __init__(self, module: nn.Module) -> None:
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"module must be a torch.nn.Module, got {type(module).__name__}")
         self._params = {p.data_ptr() for p in module.parameters()}
         self._seen: dict[int, set[int]] = {}
         self._held: dict[int, int] = {}
@@ -309,12 +355,18 @@ def _forward(stage: nn.Module, inp: torch.Tensor, target: torch.Tensor | None, b
     return out if target is None else microbatch_loss(out, target, batch)
 
 
-def _gpipe_stage(rank: int, job: dict) -> dict:
-    """One stage's part of a GPipe step: all forwards, then all backwards."""
+def _gpipe_stage(rank: int, job: dict, group: Any = None) -> dict:
+    """One stage's part of a GPipe step: all forwards, then all backwards.
+
+    The stages of ``group`` start together (a barrier), so that the step's
+    wall time runs from a common start.
+    """
     stage: nn.Sequential = job["module"]
     k_n, m_n, sizes = job["num_stages"], job["num_microbatches"], job["sizes"]
     remat, dtype = job["checkpoint"], job["dtype"]
     first, last, batch = rank == 0, rank == k_n - 1, sum(sizes)
+    if group is not None and k_n > 1:
+        dist.barrier(group=group)
     counter, clock = SavedBytes(stage), _Clock(job["device_time"])
     events, inputs, outputs, losses, sends = [], [], [], [], []
     for m in range(m_n):  # forward phase
@@ -356,17 +408,13 @@ def _gpipe_stage(rank: int, job: dict) -> dict:
     return {"grads": grads, "loss": loss, "events": events, "peak": counter.peak}
 
 
-def _mse(output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(output, target)
-
-
 def _torch_stage(rank: int, job: dict, groups: dict) -> dict:
     """The same step with ``torch.distributed.pipelining.ScheduleGPipe``."""
     from torch.distributed.pipelining import PipelineStage, ScheduleGPipe
 
     k_n, m_n = job["num_stages"], job["num_microbatches"]
     stage = PipelineStage(job["module"], rank, k_n, torch.device("cpu"), group=groups[k_n])
-    schedule = ScheduleGPipe(stage, m_n, loss_fn=_mse, scale_grads=True)
+    schedule = ScheduleGPipe(stage, m_n, loss_fn=batch_loss, scale_grads=True)
     losses: list[torch.Tensor] = []
     t0 = time.monotonic()
     args = (job["x"],) if rank == 0 else ()
@@ -416,7 +464,10 @@ def _worker(rank: int, world: int, port: int, timeout_s: float, jobs, results) -
             break
         try:
             job = _loads(job)
-            out = _torch_stage(rank, job, groups) if job["kind"] == "torch" else _gpipe_stage(rank, job)
+            if job["kind"] == "torch":
+                out = _torch_stage(rank, job, groups)
+            else:
+                out = _gpipe_stage(rank, job, groups[job["num_stages"]])
             results.put(("ok", rank, _dumps(out)))
         except BaseException:  # noqa: BLE001 - the parent raises it, naming the stage
             results.put(("error", rank, traceback.format_exc()))
@@ -543,7 +594,9 @@ class Pipeline:
         if not isinstance(model, nn.Sequential):
             raise TypeError(f"model must be a torch.nn.Sequential, got {type(model).__name__}")
         _checks.tensor("x", x, ndim=2, kind="float")
-        _checks.tensor("y", y, kind="float")
+        _checks.tensor("y", y)
+        if not (y.is_floating_point() or y.dtype == torch.int64):
+            raise TypeError(f"y must be float targets or int64 class labels, got {y.dtype}")
         _checks.size_matches("y", y.shape[0], x.shape[0], "batch size")
         k = _checks.positive_int("num_stages", num_stages)
         m = _checks.positive_int("num_microbatches", num_microbatches)
@@ -586,7 +639,8 @@ class Pipeline:
     ) -> StepResult:
         """One GPipe training step (forward, backward, gradients; no update).
 
-        ``x`` is ``(B, D)``, ``y`` is ``(B, D_out)``; the batch is cut into
+        ``x`` is ``(B, D)``, ``y`` is ``(B,)`` int64 labels or ``(B, D_out)``
+        float targets (:func:`batch_loss`); the batch is cut into
         ``M = num_microbatches`` nearly equal micro-batches and the model into
         ``K = num_stages`` stages. ``checkpoint=True`` re-materialises each
         stage's activations in the backward pass (``torch.utils.checkpoint``).
@@ -637,3 +691,35 @@ class Pipeline:
         events = [e for o in outs for e in o["events"]]
         return StepResult(loss=outs[-1]["loss"], grads=self._gather(outs, model, x.device),
                           events=events, peak_bytes=[None] * k, wall_s=wall)
+
+
+def fastest_steps(
+    pipe: Pipeline,
+    model: nn.Sequential,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    settings: list[tuple[int, int]],
+    repeats: int = 3,
+) -> dict[tuple[int, int], StepResult]:
+    """Time each ``(K, M)`` setting ``repeats`` times and keep its fastest step.
+
+    The settings run in turn, round after round, so that a disturbance of the
+    machine hits them alike; "fastest" is the smallest
+    :attr:`StepResult.makespan`. ``(1, 1)`` is one process running the whole
+    model on the whole batch.
+    """
+    if not isinstance(pipe, Pipeline):
+        raise TypeError(f"pipe must be a Pipeline, got {type(pipe).__name__}")
+    if isinstance(settings, (str, bytes)) or not isinstance(settings, (list, tuple)) or not settings:
+        raise ValueError("settings must be a non-empty list of (num_stages, num_microbatches) pairs")
+    for s in settings:
+        if not (isinstance(s, tuple) and len(s) == 2):
+            raise TypeError(f"settings must hold (num_stages, num_microbatches) pairs, got {s!r}")
+    n = _checks.positive_int("repeats", repeats)
+    best: dict[tuple[int, int], StepResult] = {}
+    for _ in range(n):
+        for k, m in settings:
+            r = pipe.run(model, x, y, k, m)
+            if (k, m) not in best or r.makespan < best[k, m].makespan:
+                best[k, m] = r
+    return best

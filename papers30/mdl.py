@@ -269,6 +269,8 @@ class NoisyLinear(nn.Module):
     def forward(self, input: torch.Tensor, sample: bool | None = None) -> torch.Tensor:
         """``input @ w.T + b`` for one sample of the weights (or their means)."""
         _checks.tensor("input", input, kind="float")
+        if input.dim() == 0:
+            raise ValueError("input must have a feature dimension (..., in_features), got a 0-d tensor")
         _checks.size_matches("input", input.shape[-1], self.in_features, "feature size")
         if not (self.training if sample is None else sample):
             return F.linear(input, self.weight_mu, self.bias_mu)
@@ -548,6 +550,13 @@ def _lbfgs(params: list[nn.Parameter], loss_fn: Callable[[], torch.Tensor], iter
     return stop_after is not None and len(history.losses) >= stop_after
 
 
+def _check_xy(input: object, target: object) -> None:
+    """``input (B, D)`` and ``target (B, 1)``, floating point, with the same ``B``."""
+    _checks.tensor("input", input, ndim=2, kind="float")
+    _checks.tensor("target", target, ndim=2, kind="float")
+    _checks.size_matches("target", target.shape[0], input.shape[0], "batch size")
+
+
 def fit_description_length(
     model: NoisyMLP,
     input: torch.Tensor,
@@ -572,6 +581,7 @@ def fit_description_length(
     other way. ``History.losses`` holds the loss at every evaluation;
     ``stop_after`` stops after that many evaluations.
     """
+    _check_xy(input, target)
     if not isinstance(model, NoisyMLP):
         raise TypeError(f"model must be a NoisyMLP, got {type(model).__name__}")
     _checks.positive_int("iterations_per_stage", iterations_per_stage)
@@ -614,6 +624,7 @@ def fit_weight_decay(
     training set as closely as it can. L-BFGS for ``iterations``, like
     :func:`fit_description_length`.
     """
+    _check_xy(input, target)
     if not isinstance(model, NoisyMLP):
         raise TypeError(f"model must be a NoisyMLP, got {type(model).__name__}")
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay >= 0.0:
@@ -649,6 +660,9 @@ def select_weight_decay(
     scored by :func:`relative_error` on those. Returns the best coefficient
     and every score (the caller then retrains on the whole training set).
     """
+    _check_xy(input, target)
+    if not callable(make_net):
+        raise TypeError(f"make_net must be callable, got {type(make_net).__name__}")
     if not callable(make_net):
         raise TypeError(f"make_net must be callable, got {type(make_net).__name__}")
     _checks.positive_int("held_out", held_out)
@@ -684,7 +698,11 @@ class Regression:
     x: torch.Tensor
     y: torch.Tensor
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
+
+@_checks.typed
 def few_example_task(
     n_train: int,
     n_test: int,
@@ -736,3 +754,124 @@ def standardize(train: Regression, *others: Regression) -> tuple[Regression, ...
     mx, sx = train.x.mean(0), train.x.std(0).clamp_min(1e-12)
     my, sy = train.y.mean(0), train.y.std(0).clamp_min(1e-12)
     return tuple(Regression((d.x - mx) / sx, (d.y - my) / sy) for d in (train, *others))
+
+
+# --- chapter 23: choosing a polynomial's degree by code length ----------------------
+
+CRITERIA = ("ml", "aic", "bic", "two_part", "mixture")
+
+
+def legendre_design(x: torch.Tensor, degree: int) -> torch.Tensor:
+    """Legendre polynomials ``P_0 .. P_degree`` at ``x (..., B)`` in ``[-1, 1]``: the design ``(..., B, degree + 1)``.
+
+    An orthogonal basis on ``[-1, 1]`` keeps least squares well conditioned
+    at every degree; the model "degree k" is the span of the first ``k + 1``
+    columns, whatever the basis.
+    """
+    _checks.tensor("x", x, kind="float")
+    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
+        raise ValueError(f"degree must be a non-negative int, got {degree!r}")
+    cols = [torch.ones_like(x), x]
+    for k in range(1, degree):  # Bonnet's recursion: (k+1) P_{k+1} = (2k+1) x P_k - k P_{k-1}
+        cols.append(((2 * k + 1) * x * cols[k] - k * cols[k - 1]) / (k + 1))
+    return torch.stack(cols[: degree + 1], dim=-1)
+
+
+def data_bits(rss: torch.Tensor | float, n: int, sigma: float) -> torch.Tensor | float:
+    """``-log2`` of the Gaussian density of ``n`` residuals with sum of squares ``rss`` and known ``sigma``.
+
+    Code lengths of continuous data are densities: every model pays the same
+    ``n log2(1/eps)`` for writing ``y`` to a precision ``eps``, so it is left out.
+    """
+    return (n / 2 * math.log(2 * math.pi * sigma**2) + rss / (2 * sigma**2)) / LN2
+
+
+def nested_fits(x: torch.Tensor, y: torch.Tensor, max_degree: int) -> tuple[torch.Tensor, list[torch.Tensor]]:
+    """Least-squares fits of every degree ``0..K`` to data sets ``x, y (..., B)``, from one QR factorisation.
+
+    Returns the residual sums of squares ``(..., K + 1)`` and, per degree
+    ``k``, the Legendre coefficients ``(..., k + 1)``. The first ``k + 1``
+    columns of ``Q`` span the degree-``k`` model, so
+    ``RSS_k = |y|^2 - |Q_k^T y|^2`` and ``theta_k = R_k^{-1} Q_k^T y``.
+    """
+    _checks.tensor("x", x, kind="float")
+    _checks.tensor("y", y, kind="float")
+    if x.dim() == 0:
+        raise ValueError("x must have a points dimension (..., B)")
+    _checks.size_matches("y", tuple(y.shape), tuple(x.shape), "shape (that of x)")
+    if isinstance(max_degree, bool) or not isinstance(max_degree, int) or max_degree < 0:
+        raise ValueError(f"max_degree must be a non-negative int, got {max_degree!r}")
+    if max_degree + 1 > x.shape[-1]:
+        raise ValueError(f"max_degree must be below the number of points {x.shape[-1]}, got {max_degree}")
+    q, r = torch.linalg.qr(legendre_design(x.double(), max_degree))
+    proj = (q.transpose(-1, -2) @ y.double()[..., None])[..., 0]  # (..., K+1)
+    rss = (y.double() ** 2).sum(-1, keepdim=True) - (proj**2).cumsum(-1)
+    thetas = [torch.linalg.solve_triangular(r[..., : k + 1, : k + 1], proj[..., : k + 1, None], upper=True)[..., 0]
+              for k in range(max_degree + 1)]
+    return rss.clamp_min(0.0), thetas
+
+
+def criterion_bits(x: torch.Tensor, y: torch.Tensor, max_degree: int, sigma: float, criterion: str) -> torch.Tensor:
+    """The score each degree ``0..K`` gets under ``criterion``, in bits, ``(..., K + 1)``; smaller is better.
+
+    With ``n`` points and ``k + 1`` coefficients:
+
+    * ``"ml"``: the data's code length at the least-squares fit, no penalty;
+    * ``"aic"``: plus ``(k + 1) / ln 2`` (Akaike's one nat per parameter);
+    * ``"bic"``: plus ``(k + 1)/2 log2 n``;
+    * ``"two_part"``: the crude two-part code, eq. (mdl-two-part): each
+      coefficient written on a grid of step ``delta = sigma / sqrt(n)`` over
+      ``[-8, 8]`` (``log2(16 / delta)`` bits), then the data coded with the
+      least-squares coefficients rounded to the grid;
+    * ``"mixture"``: the refined code ``-log2 p(y)`` of the Bayesian mixture
+      with Zellner's prior ``theta ~ N(0, n sigma^2 (Phi^T Phi)^-1)``, eq.
+      (mdl-mixture): ``data_bits(|y|^2 - n/(n+1) |P y|^2) + (k + 1)/2 log2(n + 1)``.
+    """
+    _checks.one_of("criterion", criterion, CRITERIA)
+    _positive_float("sigma", sigma)
+    _checks.tensor("x", x, kind="float")
+    rss, thetas = nested_fits(x, y, max_degree)
+    n = x.shape[-1]
+    params = torch.arange(1, max_degree + 2, dtype=torch.float64)
+    if criterion == "two_part":
+        delta = sigma / math.sqrt(n)
+        phi = legendre_design(x.double(), max_degree)
+        fits = []
+        for k, theta in enumerate(thetas):
+            rounded = (theta / delta).round() * delta
+            resid = y.double() - (phi[..., : k + 1] @ rounded[..., None])[..., 0]
+            fits.append((resid**2).sum(-1))
+        return data_bits(torch.stack(fits, -1), n, sigma) + params * math.log2(16.0 / delta)
+    if criterion == "mixture":
+        total = (y.double() ** 2).sum(-1, keepdim=True)
+        return data_bits(total - n / (n + 1) * (total - rss), n, sigma) + params / 2 * math.log2(n + 1)
+    penalty = {"ml": 0.0 * params, "aic": params / LN2, "bic": params / 2 * math.log2(n)}[criterion]
+    return data_bits(rss, n, sigma) + penalty
+
+
+def select_degree(x: torch.Tensor, y: torch.Tensor, max_degree: int, sigma: float, criterion: str) -> torch.Tensor:
+    """The degree in ``0..max_degree`` with the smallest :func:`criterion_bits` for each data set, ``(...)`` long."""
+    return criterion_bits(x, y, max_degree, sigma, criterion).argmin(dim=-1)
+
+
+def polynomial_task(
+    count: int, n: int, degree: int, sigma: float, generator: torch.Generator
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``count`` data sets of ``n`` points: ``x ~ U[-1, 1]``, ``y = sum_j c_j P_j(x) + sigma eps``.
+
+    Returns ``x, y (count, n)`` and the coefficients ``c (count, degree + 1)``,
+    float64. The coefficients are standard normal, the top one included: some
+    data sets have a top coefficient too small to detect, as real data do.
+    """
+    _checks.positive_int("count", count)
+    _checks.positive_int("n", n)
+    if isinstance(degree, bool) or not isinstance(degree, int) or degree < 0:
+        raise ValueError(f"degree must be a non-negative int, got {degree!r}")
+    _positive_float("sigma", sigma)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    x = torch.rand(count, n, generator=generator, dtype=torch.float64) * 2 - 1
+    c = torch.randn(count, degree + 1, generator=generator, dtype=torch.float64)
+    noise = sigma * torch.randn(count, n, generator=generator, dtype=torch.float64)
+    y = (legendre_design(x, degree) @ c[..., None])[..., 0] + noise
+    return x, y, c

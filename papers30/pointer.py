@@ -16,7 +16,13 @@ decoder step the additive attention scores of
   sequence (with a learned end-of-sequence slot in front) and a
   :class:`PointerDecoder`, for outputs of variable length such as a convex
   hull;
-* :func:`hull_targets` turns index sequences into padded targets for it.
+* :class:`VocabularyDecoder` and :class:`Seq2SeqNetwork`: the paper's
+  baselines, the same encoder and decoder LSTMs with a *fixed* output
+  vocabulary of ``V`` position symbols (a softmax layer), with or without
+  attention over the encoder states (chapter 6's control);
+* :func:`hull_targets` turns index sequences into padded targets for them;
+* :func:`fit_hulls` trains any of them on convex hulls, drawing the same
+  batches for every model given the same seed.
 
 Shapes: ``B`` batch, ``N`` input positions (memory slots), ``T`` output
 steps, ``D`` input (fed-back) width, ``M`` memory width, ``H`` decoder hidden
@@ -25,17 +31,49 @@ width, ``A`` attention width.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.func import functional_call
 
 from papers30 import _checks
 from papers30.attention import AdditiveAttention
 from papers30.recurrent import LSTMCell
+from papers30.runtime import generator
+from papers30.training import History, fit
 
 IGNORE = -100  # target value of padding steps (as torch's ignore_index)
+_FUSED: dict[tuple[int, int, str], nn.LSTM] = {}  # parameter-free shells for run_lstm_cell, one per shape
+
+
+def run_lstm_cell(
+    cell: LSTMCell, x: torch.Tensor, state: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """Run ``cell`` over a whole sequence ``x (B, T, D)`` from ``state = (h, c)``, each ``(B, H)``.
+
+    Returns ``(outputs (B, T, H), (h_T, c_T))``, the same as calling the cell
+    ``T`` times (the tests check it), but computed by torch's fused LSTM kernel
+    with the cell's own weights (``torch.func.functional_call``): one call
+    instead of ``T`` small ones, which is what makes training affordable on a CPU.
+    """
+    if not isinstance(cell, LSTMCell):
+        raise TypeError(f"cell must be an LSTMCell, got {type(cell).__name__}")
+    _checks.tensor("x", x, ndim=3, kind="float")
+    _checks.size_matches("x", x.shape[-1], cell.input_size, "feature size (the cell's input_size)")
+    if not isinstance(state, (tuple, list)) or len(state) != 2:
+        raise TypeError(f"state must be a pair (h, c) of tensors, got {type(state).__name__}")
+    for name, t in zip(("state[0] (h)", "state[1] (c)"), state):
+        _checks.tensor(name, t, ndim=2, kind="float")
+        _checks.size_matches(name, tuple(t.shape), (x.shape[0], cell.hidden_size), "shape (B, H)")
+    key = (cell.input_size, cell.hidden_size, x.device.type)
+    if key not in _FUSED:
+        _FUSED[key] = nn.LSTM(cell.input_size, cell.hidden_size, batch_first=True).to(x.device)
+    weights = {f"{name}_l0": getattr(cell, name) for name in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")}
+    h, c = state
+    out, (h_n, c_n) = functional_call(_FUSED[key], weights, (x, (h[None], c[None])))
+    return out, (h_n[0], c_n[0])
 
 
 class PointerDecoder(nn.Module):
@@ -46,23 +84,40 @@ class PointerDecoder(nn.Module):
     scores every memory slot with additive attention against the new hidden
     state ``d_t``; the log-softmax of the scores is the output, eq. (ptr-softmax).
 
+    With ``glimpse=True`` (chapter 8, Vinyals, Bengio and Kudlur's "glimpse")
+    each step first reads the memory with a second additive attention,
+    ``g_t = sum_j softmax_j(w^T tanh(U_1 e_j + U_2 d_t)) e_j``, and points
+    with the query ``[d_t ; g_t]`` instead of ``d_t``, eq. (glimpse).
+
     Args:
         input_size: ``D``, width of the features fed back for a chosen slot.
         memory_size: ``M``, width of the memory slots pointed at.
         hidden_size: ``H``, the LSTM width.
         attention_size: ``A``, the width of the additive attention (default ``H``).
+        glimpse: read the memory once before pointing (default off).
     """
 
-    def __init__(self, input_size: int, memory_size: int, hidden_size: int, attention_size: int | None = None) -> None:
+    def __init__(
+        self,
+        input_size: int,
+        memory_size: int,
+        hidden_size: int,
+        attention_size: int | None = None,
+        glimpse: bool = False,
+    ) -> None:
         super().__init__()
         _checks.positive_int("input_size", input_size)
         _checks.positive_int("memory_size", memory_size)
         _checks.positive_int("hidden_size", hidden_size)
         attention_size = hidden_size if attention_size is None else attention_size
         _checks.positive_int("attention_size", attention_size)
+        if not isinstance(glimpse, bool):
+            raise TypeError(f"glimpse must be a bool, got {type(glimpse).__name__}")
         self.input_size, self.memory_size, self.hidden_size = input_size, memory_size, hidden_size
         self.cell = LSTMCell(input_size, hidden_size)
-        self.attention = AdditiveAttention(hidden_size, memory_size, attention_size)
+        query_size = hidden_size + memory_size if glimpse else hidden_size
+        self.attention = AdditiveAttention(query_size, memory_size, attention_size)
+        self.glimpse = AdditiveAttention(hidden_size, memory_size, attention_size) if glimpse else None
         self.start = nn.Parameter(torch.zeros(input_size).uniform_(-1.0, 1.0))
 
     # ------------------------------------------------------------------ checks
@@ -102,17 +157,51 @@ class PointerDecoder(nn.Module):
         """``inputs[b, index[b]]`` for every row: ``(B, N, D), (B,) -> (B, D)``."""
         return inputs[torch.arange(inputs.shape[0], device=inputs.device), index]
 
+    def keys(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``W_1 e_j`` for every slot, ``(B, N, M) -> (B, N, A)`` (and the glimpse's ``U_1 e_j``, or None).
+
+        They do not depend on the step: computed once, used at every step.
+        """
+        return self.attention.key_proj(memory), None if self.glimpse is None else self.glimpse.key_proj(memory)
+
+    @staticmethod
+    def _scores(
+        attention: AdditiveAttention, query: torch.Tensor, keys: torch.Tensor, mask: torch.Tensor
+    ) -> torch.Tensor:
+        """``v^T tanh(W_1 e_j + W_2 q)`` from projected keys ``(..., N, A)``; ``-inf`` where ``mask`` is False."""
+        hidden = torch.tanh(keys + attention.query_proj(query).unsqueeze(-2))  # (..., N, A)
+        return (hidden @ attention.v).masked_fill(~mask, float("-inf"))
+
+    def readout(
+        self, h: torch.Tensor, memory: torch.Tensor, keys: tuple[torch.Tensor, torch.Tensor | None], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-probabilities of the slots from decoder states (unchecked), eqs. (ptr-score)-(ptr-softmax).
+
+        ``h (..., H)``, ``memory (..., N, M)``, ``keys`` from :meth:`keys`
+        (each ``(..., N, A)``), ``mask (..., N)`` -> ``(..., N)``; the leading
+        dims broadcast, so one call scores one step ``(B,)`` or all steps
+        ``(B, T)`` of a teacher-forced pass.
+        """
+        pointer_keys, glimpse_keys = keys
+        query = h
+        if self.glimpse is not None:  # eq. (glimpse): read the memory, then point with [d_t ; g_t]
+            a = self._scores(self.glimpse, h, glimpse_keys, mask).softmax(dim=-1)
+            query = torch.cat([h, (a.unsqueeze(-2) @ memory).squeeze(-2)], dim=-1)
+        scores = self._scores(self.attention, query, pointer_keys, mask)  # u_j, eq. (ptr-score)
+        return scores.log_softmax(dim=-1)  # eq. (ptr-softmax)
+
     def step(
         self,
         x: torch.Tensor,
         memory: torch.Tensor,
         state: tuple[torch.Tensor, torch.Tensor],
         mask: torch.Tensor,
+        keys: tuple[torch.Tensor, torch.Tensor | None] | None = None,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """One decoder step (unchecked): ``x (B, D)`` -> ``(log-probabilities (B, N), (h, c))``."""
         h, c = self.cell(x, state)  # d_t, eq. (ptr-decoder)
-        scores = self.attention(h, memory, mask)  # u_j^t, eq. (ptr-score)
-        return scores.log_softmax(dim=-1), (h, c)  # eq. (ptr-softmax)
+        keys = self.keys(memory) if keys is None else keys
+        return self.readout(h, memory, keys, mask), (h, c)
 
     # ----------------------------------------------------------------- public
     def forward(
@@ -148,16 +237,19 @@ class PointerDecoder(nn.Module):
         N = memory.shape[1]
         if bool(((targets < 0) & (targets != IGNORE)).any()) or bool((targets >= N).any()):
             raise ValueError(f"targets must hold slot indices in [0, {N}) or {IGNORE}, got {targets.tolist()}")
-        allowed, x = mask.clone(), self.start.expand(memory.shape[0], -1)
-        out = []
-        for t in range(targets.shape[1]):
-            logp, (h, c) = self.step(x, memory, (h, c), allowed)
-            out.append(logp)
-            chosen = targets[:, t].clamp(min=0)
-            x = self._gather(inputs, chosen)
+        # Teacher forcing: step t is fed the target of step t-1, so every decoder input is known in advance
+        # and the recurrence d_t of eq. (ptr-decoder) runs over the whole sequence in one call.
+        fed = inputs.gather(1, targets[:, :-1].clamp(min=0)[..., None].expand(-1, -1, inputs.shape[-1]))
+        x = torch.cat([self.start.expand(memory.shape[0], 1, -1), fed], dim=1)  # (B, T, D)
+        states, _ = run_lstm_cell(self.cell, x, (h, c))  # (B, T, H)
+        allowed, masks = mask.clone(), []
+        for t in range(targets.shape[1]):  # the slots allowed at each step
+            masks.append(allowed)
             if exclude_chosen:
-                allowed = self._exclude(allowed, chosen, targets[:, t] != IGNORE, end_index)
-        return torch.stack(out, dim=1)
+                allowed = self._exclude(allowed, targets[:, t].clamp(min=0), targets[:, t] != IGNORE, end_index)
+        # every step's readout at once: (B, T, H) states against (B, 1, N, .) memory
+        keys = tuple(None if k is None else k[:, None] for k in self.keys(memory))
+        return self.readout(states, memory[:, None], keys, torch.stack(masks, dim=1))
 
     @staticmethod
     def _exclude(
@@ -201,8 +293,9 @@ class PointerDecoder(nn.Module):
         allowed, x = mask.clone(), self.start.expand(B, -1)
         done = torch.zeros(B, dtype=torch.bool, device=memory.device)
         picks, logps = [], []
+        keys = self.keys(memory)
         for _ in range(steps):
-            logp, (h, c) = self.step(x, memory, (h, c), allowed)
+            logp, (h, c) = self.step(x, memory, (h, c), allowed, keys)
             chosen = logp.argmax(dim=-1)
             if end_index is not None:
                 chosen = chosen.masked_fill(done, end_index)
@@ -264,6 +357,9 @@ class PointerNetwork(nn.Module):
         full = torch.cat([torch.ones(B, 1, dtype=torch.bool, device=points.device), mask], dim=1)
         inputs = torch.cat([self.end.expand(B, 1, -1), points], dim=1)
         h = c = points.new_zeros(B, self.hidden_size)
+        if bool(mask.all()):  # no padding: e_j for j = 0 .. N in one call, eq. (ptr-encoder)
+            memory, (h, c) = run_lstm_cell(self.encoder, inputs, (h, c))
+            return inputs, memory, (h, c), full
         memory = []
         for t in range(N + 1):  # e_j for j = 0 .. N, eq. (ptr-encoder)
             h_new, c_new = self.encoder(inputs[:, t], (h, c))
@@ -310,6 +406,102 @@ class PointerNetwork(nn.Module):
         return out
 
 
+class VocabularyDecoder(PointerDecoder):
+    """The baseline's decoder: the same LSTM and feedback, but a fixed output vocabulary of ``V`` symbols.
+
+    Step ``t`` runs the LSTM cell of :class:`PointerDecoder` on the features
+    of the previously chosen slot, then, instead of scoring the memory slots,
+    reads out ``V`` logits with a softmax layer, eq. (s2s-output): symbol
+    ``j`` *names* slot ``j``, through its own row of output weights. With
+    ``attention=True`` the layer reads the decoder state together with an
+    attention-weighted read of the memory (Bahdanau et al.'s context), eq.
+    (s2s-attention). Only the first ``N`` symbols exist for a memory of ``N``
+    slots (the rest are dropped from the softmax), and the masks of
+    :class:`PointerDecoder` apply to the symbols as they do to the slots, so
+    the baseline decodes under the same rules as the pointer network.
+
+    Args:
+        input_size, memory_size, hidden_size, attention_size: as in :class:`PointerDecoder`.
+        vocab_size: ``V``, the number of output symbols (the largest ``N`` it can decode).
+        attention: read the memory with additive attention before the softmax layer.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        memory_size: int,
+        hidden_size: int,
+        vocab_size: int,
+        attention: bool = True,
+        attention_size: int | None = None,
+    ) -> None:
+        super().__init__(input_size, memory_size, hidden_size, attention_size)
+        _checks.positive_int("vocab_size", vocab_size)
+        if not isinstance(attention, bool):
+            raise TypeError(f"attention must be a bool, got {type(attention).__name__}")
+        self.vocab_size = vocab_size
+        if attention:
+            self.combine = nn.Linear(hidden_size + memory_size, hidden_size)
+        else:
+            self.attention = None  # no parameters the model does not use
+            self.combine = None
+        self.output = nn.Linear(hidden_size, vocab_size)
+
+    def _check(self, inputs, memory, state, mask):  # type: ignore[no-untyped-def]
+        checked = super()._check(inputs, memory, state, mask)
+        if memory.shape[1] > self.vocab_size:
+            raise ValueError(f"memory must have at most vocab_size = {self.vocab_size} slots, the symbols this "
+                             f"decoder can name, got N = {memory.shape[1]}")
+        return checked
+
+    def keys(self, memory: torch.Tensor) -> tuple[torch.Tensor | None, None]:
+        """``W_1 e_j`` for the attention, ``(B, N, A)`` (None without attention), and no glimpse keys."""
+        return (None if self.attention is None else self.attention.key_proj(memory)), None
+
+    def readout(
+        self, h: torch.Tensor, memory: torch.Tensor, keys: tuple[torch.Tensor | None, None], mask: torch.Tensor
+    ) -> torch.Tensor:
+        """Log-probabilities of the first ``N`` symbols (unchecked), shapes as in :meth:`PointerDecoder.readout`."""
+        features = h
+        if self.attention is not None:
+            a = self._scores(self.attention, h, keys[0], mask).softmax(dim=-1)  # eq. (s2s-attention)
+            context = (a.unsqueeze(-2) @ memory).squeeze(-2)  # (..., M)
+            features = torch.tanh(self.combine(torch.cat([h, context], dim=-1)))
+        logits = self.output(features)[..., : mask.shape[-1]]  # eq. (s2s-output): symbols 0 .. N-1
+        return logits.masked_fill(~mask, float("-inf")).log_softmax(dim=-1)
+
+
+class Seq2SeqNetwork(PointerNetwork):
+    """The paper's baseline: :class:`PointerNetwork`'s encoder with a :class:`VocabularyDecoder`.
+
+    Everything but the output layer is the pointer network's: the learned
+    end token in slot ``0``, the LSTM encoder, the decoder LSTM fed the
+    point chosen at the previous step, the masks, the loss and greedy
+    decoding. The output is a softmax over ``max_points + 1`` fixed symbols
+    (``0`` = end, ``i`` = the ``i``-th input point), so it cannot answer for
+    more than ``max_points`` points.
+
+    Args:
+        input_size: ``D``; hidden_size: ``H``; attention_size: ``A`` (default ``H``).
+        max_points: the largest number of input points, ``V - 1``.
+        attention: the ``+attention`` variant (default) or the plain LSTM seq2seq.
+    """
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        max_points: int,
+        attention: bool = True,
+        attention_size: int | None = None,
+    ) -> None:
+        super().__init__(input_size, hidden_size, attention_size)
+        _checks.positive_int("max_points", max_points)
+        self.max_points = max_points
+        self.decoder = VocabularyDecoder(input_size, hidden_size, hidden_size, max_points + 1, attention,
+                                         attention_size)
+
+
 def hull_targets(sequences: Sequence[Sequence[int]], device: torch.device | str | None = None) -> torch.Tensor:
     """Padded pointer targets ``(B, T)`` from index sequences: point ``i`` -> slot ``i + 1``, then ``0`` (end).
 
@@ -327,3 +519,50 @@ def hull_targets(sequences: Sequence[Sequence[int]], device: torch.device | str 
         out[b, : len(s)] = torch.tensor([i + 1 for i in s], dtype=torch.long)
         out[b, len(s)] = 0
     return out.to(device) if device is not None else out
+
+
+def fit_hulls(
+    model: PointerNetwork,
+    train: dict[int, tuple[torch.Tensor, list[list[int]]]],
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    *,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    every: int = 100,
+    clip: float = 1.0,
+    stop_after: int | None = None,
+) -> History:
+    """Train ``model`` on convex hulls with Adam, a cosine-decaying learning rate and gradient clipping.
+
+    ``train`` maps a number of points ``n`` to a pool ``(points (P, n, 2),
+    hulls)`` as made by :func:`papers30.data.geometry.hull_dataset`. Step
+    ``t`` trains on a batch of ``batch`` sets from the pool of the ``t``-th
+    size in turn; the batch is drawn by :func:`papers30.runtime.generator`
+    of ``seed``, so every model trained with the same ``seed`` and pools sees
+    the same batches in the same order. Returns the
+    :class:`papers30.training.History` of :func:`papers30.training.fit`
+    (``evaluate``, ``every`` and ``stop_after`` are passed on).
+    """
+    if not isinstance(model, PointerNetwork):
+        raise TypeError(f"model must be a PointerNetwork (or Seq2SeqNetwork), got {type(model).__name__}")
+    if not isinstance(train, dict) or not train:
+        raise ValueError("train must be a non-empty dict {n: (points, hulls)}")
+    _checks.positive_int("batch", batch)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    sizes = sorted(train)
+    draw = generator(seed)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        points, hulls = train[sizes[step % len(sizes)]]
+        idx = torch.randint(0, len(hulls), (batch,), generator=draw)
+        targets = hull_targets([hulls[i] for i in idx.tolist()], device)
+        return model.loss(points[idx].to(device), targets)
+
+    return fit(model, optimizer, loss_fn, steps, scheduler=schedule, clip=clip, evaluate=evaluate, every=every,
+               stop_after=stop_after)

@@ -5,8 +5,11 @@ Two jobs share one idea, that a result is tied to the exact code behind it.
 * :func:`chapter_hash` hashes the ``papers30`` modules a chapter imports,
   directly or through other modules, with the chapter's own entries of the
   data file. The book's executor re-runs a chapter only when this hash (or
-  the chapter's source) changes, and a recorded run is flagged *stale* when
-  the chapter's hash no longer matches the one it was recorded with.
+  the chapter's source) changes. A recorded run is flagged *stale* when
+  :func:`run_hash`, the same hash restricted to the code that computes
+  numbers (without the presentation modules: argument checks, display,
+  ledger, registry, provenance, plotting) and to the chapter's declared
+  criteria, no longer matches the one it was recorded with.
 * A **recorded larger run** is a chapter executed at a larger scale by
   ``make reproduce CH=NN`` (on a GPU when there is one, otherwise a long CPU
   run). It is saved to ``book/results/chNN.json`` with its command, commit,
@@ -98,6 +101,10 @@ def chapter_source(chapter: int) -> Path:
 
 def chapter_modules(chapter: int, source: str | None = None) -> list[Path]:
     """The package files chapter ``chapter`` depends on (see :func:`module_closure`)."""
+    if isinstance(chapter, bool) or not isinstance(chapter, int):
+        raise TypeError(f"chapter must be an int, got {type(chapter).__name__}")
+    if source is not None and not isinstance(source, str):
+        raise TypeError(f"source must be a str or None, got {type(source).__name__}")
     text = source if source is not None else chapter_source(chapter).read_text(encoding="utf-8")
     cells = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, re.S | re.M)
     names: set[str] = set()
@@ -121,6 +128,33 @@ def chapter_hash(chapter: int, source: str | None = None) -> str:
         h.update(_read(f))
     h.update(json.dumps([d.__dict__ for d in declarations(chapter)], sort_keys=True).encode())
     h.update(json.dumps(paper(chapter).__dict__, sort_keys=True).encode())
+    return h.hexdigest()[:16]
+
+
+#: Modules that cannot change what a run computes, only how it is checked, shown or recorded.
+PRESENTATION = ("__init__.py", "_checks.py", "display.py", "ledger.py", "papers.py", "provenance.py", "plotting.py")
+CRITERION_FIELDS = ("id", "kind", "headline", "at_least", "at_most", "above_control", "below_control", "expected")
+
+
+def run_files(chapter: int, source: str | None = None) -> list[Path]:
+    """The package files whose code can change chapter ``chapter``'s numbers: :func:`chapter_modules`
+    without the :data:`PRESENTATION` modules, plus the data assets when the chapter uses ``papers30.data``."""
+    files = [f for f in chapter_modules(chapter, source)
+             if not (f.parent == PACKAGE and f.name in PRESENTATION)]
+    if any(PACKAGE / "data" in f.parents for f in files):
+        files += sorted((PACKAGE / "data" / "assets").glob("*"))
+    return files
+
+
+def run_hash(chapter: int, source: str | None = None) -> str:
+    """16 hex digits over :func:`run_files` and the chapter's declared criteria; a recorded run
+    made with a different hash is stale (its numbers may no longer follow from the code)."""
+    h = hashlib.sha256()
+    for f in run_files(chapter, source):
+        h.update(f.relative_to(PACKAGE).as_posix().encode())
+        h.update(_read(f))
+    criteria = [{k: getattr(d, k) for k in CRITERION_FIELDS} for d in declarations(chapter)]
+    h.update(json.dumps(criteria, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
 
@@ -172,10 +206,17 @@ def traced(name: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
 
 def replay(trace: dict[str, Any], steps: int) -> list[float]:
     """Re-run the first ``steps`` steps of a traced run; return their losses."""
+    if not isinstance(trace, dict) or not isinstance(trace.get("callable"), str):
+        raise TypeError("trace must be a dict with a 'callable' string, as traced() writes it")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
     module, _, qualname = trace["callable"].partition(":")
-    fn = importlib.import_module(module)
-    for part in qualname.split("."):
-        fn = getattr(fn, part)
+    try:
+        fn = importlib.import_module(module)
+        for part in qualname.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"trace['callable'] = {trace['callable']!r} names no importable function") from err
     return _losses(fn(**{**trace["kwargs"], "stop_after": steps}))[:steps]
 
 
@@ -204,8 +245,11 @@ class RecordedRun:
 
     @property
     def stale(self) -> bool:
-        """Whether the chapter's code or declarations changed since the run was recorded."""
-        return self.chapter_hash != chapter_hash(self.chapter)
+        """Whether the chapter's numerical code or declared criteria changed since the run was recorded.
+
+        ``chapter_hash`` holds the :func:`run_hash` the run was recorded with.
+        """
+        return self.chapter_hash != run_hash(self.chapter)
 
     def ledger_records(self) -> list[_ledger.Record]:
         """The run's ledger records."""
@@ -239,10 +283,10 @@ def show_recorded(chapter: int, directory: Path | None = None) -> "_ledger.Markd
                                 f"(`make reproduce CH={chapter}` makes one).")
     records = run.ledger_records()
     head = next((r for r in records if r.headline), None)
-    state = ("**stale**: the chapter's code or declarations changed after this run was recorded "
-             f"(recorded with hash `{run.chapter_hash}`, now `{chapter_hash(chapter)}`); "
-             f"rerun `make reproduce CH={chapter}`" if run.stale else "current: the chapter's code and "
-             f"declarations are unchanged since it was recorded (hash `{run.chapter_hash}`)")
+    state = ("**stale**: the chapter's numerical code or declared criteria changed after this run was "
+             f"recorded (recorded with hash `{run.chapter_hash}`, now `{run_hash(chapter)}`); "
+             f"rerun `make reproduce CH={chapter}`" if run.stale else "current: the chapter's numerical "
+             f"code and declared criteria are unchanged since it was recorded (hash `{run.chapter_hash}`)")
     lines = [
         f"**Recorded run, not executed by this build.** Scale `{run.scale}`, made with `{run.command}` "
         f"on {run.date} at commit `{run.commit}`, on {run.device} with {run.threads} thread(s), "

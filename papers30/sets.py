@@ -19,7 +19,10 @@ chapter (an LSTM encoder reads the elements one after another, as in a
 pointer network). Chapter 12 (Gilmer et al., message passing) reuses
 :class:`ProcessBlock` as its *set2set* readout over the nodes of a graph,
 with a mask for the padding nodes of a batch of graphs of different sizes;
-:data:`Set2Set` is the same class under that name.
+:data:`Set2Set` is the same class under that name. :func:`fit_sorting`
+trains either model on sorting, drawing the same batches for every model
+given the same seed; :func:`train_sorter` builds and trains one from plain
+arguments, so that a recorded run can replay it.
 
 Shapes: ``B`` batch, ``N`` set elements (memory slots), ``D`` memory width,
 ``P`` process steps, ``H`` decoder width.
@@ -27,13 +30,19 @@ Shapes: ``B`` batch, ``N`` set elements (memory slots), ``D`` memory width,
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
 from papers30 import _checks
 from papers30.attention import attention_weights
+from papers30.data.synthetic import sorting_task
 from papers30.pointer import PointerDecoder
 from papers30.recurrent import LSTM, LSTMCell
+from papers30.runtime import generator, get_device, seed_everything
+from papers30.training import History, fit
 
 
 def _check_memory(memory: object, mask: object, width: int | None = None) -> None:
@@ -149,7 +158,7 @@ class _PointerModel(nn.Module):
     """Shared read and write blocks; subclasses define :meth:`encode`."""
 
     def __init__(
-        self, in_features: int, width: int, hidden_size: int, memory_size: int, exclude_chosen: bool
+        self, in_features: int, width: int, hidden_size: int, memory_size: int, exclude_chosen: bool, glimpse: bool
     ) -> None:
         super().__init__()
         _checks.positive_int("hidden_size", hidden_size)
@@ -158,7 +167,7 @@ class _PointerModel(nn.Module):
         self.in_features, self.width, self.hidden_size = in_features, width, hidden_size
         self.exclude_chosen = exclude_chosen
         self.read = ReadBlock(in_features, width)
-        self.write = PointerDecoder(width, memory_size, hidden_size)  # chapter 6's decoder
+        self.write = PointerDecoder(width, memory_size, hidden_size, glimpse=glimpse)  # chapter 6's decoder
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """``x (B, N, F)`` -> ``(embeddings (B, N, D), memory (B, N, M), (h, c))``."""
@@ -206,12 +215,20 @@ class SetPointerModel(_PointerModel):
         exclude_chosen: forbid pointing twice at one element. Off by default:
             with it, sorting reduces to "point at the smallest element left",
             which needs no memory of the output so far.
+        glimpse: the write block reads the memory once before each pointer
+            (:class:`papers30.pointer.PointerDecoder`); off by default.
     """
 
     def __init__(
-        self, in_features: int, width: int, hidden_size: int, steps: int, exclude_chosen: bool = False
+        self,
+        in_features: int,
+        width: int,
+        hidden_size: int,
+        steps: int,
+        exclude_chosen: bool = False,
+        glimpse: bool = False,
     ) -> None:
-        super().__init__(in_features, width, hidden_size, width, exclude_chosen)
+        super().__init__(in_features, width, hidden_size, width, exclude_chosen, glimpse)
         self.process = ProcessBlock(width, steps)
         self.init_state = nn.Linear(2 * width, 2 * hidden_size)
 
@@ -234,12 +251,14 @@ class SequencePointerModel(_PointerModel):
     network (chapter 6). Reordering the input changes what it computes.
 
     Args:
-        in_features: ``F``; width: ``D``; hidden_size: ``H``; exclude_chosen: as
-            in :class:`SetPointerModel`.
+        in_features: ``F``; width: ``D``; hidden_size: ``H``; exclude_chosen,
+            glimpse: as in :class:`SetPointerModel`.
     """
 
-    def __init__(self, in_features: int, width: int, hidden_size: int, exclude_chosen: bool = False) -> None:
-        super().__init__(in_features, width, hidden_size, hidden_size, exclude_chosen)
+    def __init__(
+        self, in_features: int, width: int, hidden_size: int, exclude_chosen: bool = False, glimpse: bool = False
+    ) -> None:
+        super().__init__(in_features, width, hidden_size, hidden_size, exclude_chosen, glimpse)
         self.encoder = LSTM(width, hidden_size, batch_first=True)
 
     def set_encoding(self, x: torch.Tensor) -> torch.Tensor:
@@ -250,3 +269,94 @@ class SequencePointerModel(_PointerModel):
         embedded = self.read(x)
         outputs, (h, c) = self.encoder(embedded)
         return embedded, outputs, (h[-1], c[-1])
+
+
+def fit_sorting(
+    model: _PointerModel,
+    n: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    *,
+    clip: float = 1.0,
+    evaluate: Callable[[], dict[str, float]] | None = None,
+    every: int = 100,
+    stop_after: int | None = None,
+) -> History:
+    """Train ``model`` to sort sets of ``n`` numbers with Adam, a cosine-decaying learning rate and clipping.
+
+    Every step draws a fresh batch of ``batch`` sets with
+    :func:`papers30.data.synthetic.sorting_task` from
+    :func:`papers30.runtime.generator` of ``seed``, so every model trained
+    with the same ``seed`` sees the same batches in the same order. The loss
+    is :meth:`_PointerModel.loss` (eq. (sort-loss) of chapter 8). Returns the
+    :class:`papers30.training.History` of :func:`papers30.training.fit`.
+    """
+    if not isinstance(model, _PointerModel):
+        raise TypeError(f"model must be a SetPointerModel or SequencePointerModel, got {type(model).__name__}")
+    _checks.positive_int("n", n)
+    _checks.positive_int("batch", batch)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    draw = generator(seed)
+    device = next(model.parameters()).device
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        x, order = sorting_task(batch, n, draw)
+        return model.loss(x.to(device), order.to(device))
+
+    return fit(model, optimizer, loss_fn, steps, scheduler=schedule, clip=clip, evaluate=evaluate, every=every,
+               stop_after=stop_after)
+
+
+@dataclass
+class SortingRun:
+    """A trained sorting model and its training history, as :func:`train_sorter` returns them."""
+
+    model: _PointerModel
+    history: History
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
+    @property
+    def losses(self) -> list[float]:
+        """The per-step training losses (what a recorded run keeps and replays)."""
+        return self.history.losses
+
+
+def train_sorter(
+    process_steps: int | None,
+    n: int,
+    width: int,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    glimpse: bool = False,
+    stop_after: int | None = None,
+) -> SortingRun:
+    """Build one sorting model from plain arguments and train it with :func:`fit_sorting`.
+
+    ``process_steps`` is ``P`` for a :class:`SetPointerModel` (Read-Process-Write),
+    or ``None`` for the :class:`SequencePointerModel` baseline; ``width`` is
+    both ``D`` and ``H``; ``glimpse`` is passed to the write block. The model
+    is initialised after :func:`papers30.runtime.seed_everything` of ``seed``
+    and trained on the batches of ``seed``, so two calls with the same
+    arguments give the same run, on the device of
+    :func:`papers30.runtime.get_device`.
+    """
+    if process_steps is not None and (isinstance(process_steps, bool) or not isinstance(process_steps, int)):
+        raise TypeError(f"process_steps must be an int or None, got {type(process_steps).__name__}")
+    _checks.positive_int("width", width)
+    seed_everything(seed)
+    if process_steps is None:
+        model: _PointerModel = SequencePointerModel(1, width, width, glimpse=glimpse)
+    else:
+        model = SetPointerModel(1, width, width, steps=process_steps, glimpse=glimpse)
+    model.to(get_device())
+    history = fit_sorting(model, n, steps, batch, lr, seed, stop_after=stop_after)
+    return SortingRun(model, history)

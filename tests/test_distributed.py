@@ -22,7 +22,9 @@ from papers30.distributed import (
     Pipeline,
     PipelineError,
     SavedBytes,
+    batch_loss,
     bubble_fraction,
+    fastest_steps,
     gpipe_schedule,
     measured_bubble,
     partition,
@@ -137,7 +139,105 @@ def test_reference_step_matches_autograd(gen):
         torch.testing.assert_close(grads[n], p.grad, rtol=0, atol=1e-14)
 
 
+def test_batch_loss_is_cross_entropy_for_labels_and_mse_for_floats(gen):
+    """Against the closed forms: -mean log softmax at the label; mean squared error."""
+    out = torch.randn(6, 4, generator=gen, dtype=DT)
+    labels = torch.randint(0, 4, (6,), generator=gen)
+    want = -(out - out.exp().sum(1, keepdim=True).log())[torch.arange(6), labels].mean()
+    assert batch_loss(out, labels).item() == pytest.approx(want.item(), abs=1e-14)
+    target = torch.randn(6, 4, generator=gen, dtype=DT)
+    assert batch_loss(out, target).item() == pytest.approx(((out - target) ** 2).mean().item(), abs=1e-14)
+
+
+def test_microbatch_losses_add_up_to_the_batch_loss(gen):
+    from papers30.distributed import microbatch_loss
+
+    out = torch.randn(8, 3, generator=gen, dtype=DT)
+    y = torch.randint(0, 3, (8,), generator=gen)
+    parts = sum(microbatch_loss(out[i : i + 3], y[i : i + 3], 8) for i in range(0, 8, 3))
+    assert parts.item() == pytest.approx(batch_loss(out, y).item(), abs=1e-14)
+
+
+def test_losses_and_events_reject_bad_input(gen):
+    from papers30.distributed import Event, microbatch_loss
+
+    out = torch.randn(4, 3, generator=gen, dtype=DT)
+    with pytest.raises(ValueError, match="target"):
+        batch_loss(out, torch.zeros(5, dtype=torch.long))
+    with pytest.raises(ValueError, match="target"):
+        batch_loss(out, torch.zeros(4, 2, dtype=DT))
+    with pytest.raises(ValueError, match="batch_size"):
+        microbatch_loss(out, torch.zeros(4, dtype=torch.long), 0)
+    with pytest.raises(TypeError, match="kind"):
+        Event(0, 3, 0, 0.0, 1.0)
+    with pytest.raises(ValueError, match="end"):
+        Event(0, "F", 0, 2.0, 1.0)
+
+
+def labels(B, V, gen):
+    return torch.randint(0, V, (B,), generator=gen)
+
+
 # ---------------------------------------------------------------- the real pipeline
+
+
+@pytest.mark.parametrize("K,M,B,remat", [(2, 3, 10, False), (3, 4, 8, True), (2, 1, 6, True)])
+def test_pipeline_with_labels_matches_autograd(pipe, K, M, B, remat, gen):
+    """Cross-entropy against integer labels: same gradients as one process, float64."""
+    model = mlp([5, 7, 7, 4], gen, final_tanh=False)
+    x, y = data(B, 5, 4, gen)[0], labels(B, 4, gen)
+    F.cross_entropy(model(x), y).backward()
+    want = {n: p.grad.clone() for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    got = pipe.run(model, x, y, K, M, checkpoint=remat)
+    for n in want:
+        torch.testing.assert_close(got.grads[n], want[n], rtol=0, atol=1e-12)
+
+
+def test_run_torch_with_labels_matches_autograd(pipe, gen):
+    model = mlp([4, 6, 6, 3], gen, final_tanh=False)
+    x, y = data(8, 4, 3, gen)[0], labels(8, 3, gen)
+    loss, want = reference_step(model, x, y)
+    got = pipe.run_torch(model, x, y, 3, 4)
+    assert got.loss == pytest.approx(loss, abs=1e-12)
+    for n in want:
+        torch.testing.assert_close(got.grads[n], want[n], rtol=0, atol=1e-12)
+
+
+def test_fastest_steps_keeps_the_fastest_of_each_setting(pipe, gen, monkeypatch):
+    """Brute force over a recorded list of runs: the minimum makespan of each setting."""
+    model = mlp([4, 6, 6, 3], gen, final_tanh=False)
+    x, y = data(8, 4, 3, gen)
+    seen = []
+    real_run = pipe.run
+
+    def run(*args, **kwargs):
+        r = real_run(*args, **kwargs)
+        seen.append(((args[3], args[4]), r))
+        return r
+
+    monkeypatch.setattr(pipe, "run", run)
+    best = fastest_steps(pipe, model, x, y, [(1, 1), (2, 4)], repeats=3)
+    assert [s for s, _ in seen] == [(1, 1), (2, 4)] * 3  # interleaved rounds
+    for setting in [(1, 1), (2, 4)]:
+        assert best[setting].makespan == min(r.makespan for s, r in seen if s == setting)
+    _, want = reference_step(model, x, y)
+    for n in want:
+        torch.testing.assert_close(best[2, 4].grads[n], want[n], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("kwargs,exc,name", [
+    (dict(pipe="p"), TypeError, "pipe"),
+    (dict(settings=[]), ValueError, "settings"),
+    (dict(settings=[2]), TypeError, "settings"),
+    (dict(repeats=0), ValueError, "repeats"),
+])
+def test_fastest_steps_rejects_bad_inputs(pipe, kwargs, exc, name, gen):
+    args = dict(pipe=pipe, model=mlp([3, 4, 2], gen), x=torch.randn(8, 3, dtype=DT),
+                y=torch.randn(8, 2, dtype=DT), settings=[(1, 1)], repeats=1)
+    args.update(kwargs)
+    with pytest.raises(exc, match=name):
+        fastest_steps(**args)
 
 
 @pytest.mark.parametrize("K", [2, 3])
@@ -272,6 +372,7 @@ def test_bad_inputs_name_the_argument(call, exc, name):
         (dict(x=torch.randn(8, 3).tolist()), TypeError, "x"),
         (dict(x=torch.randn(8, 3, 1)), ValueError, "x"),
         (dict(y=torch.randn(7, 2)), ValueError, "y"),
+        (dict(y=torch.zeros(8, dtype=torch.int32)), TypeError, "y"),
         (dict(model=nn.Linear(3, 2)), TypeError, "model"),
         (dict(checkpoint=1), TypeError, "checkpoint"),
         (dict(device_time=-0.1), ValueError, "device_time"),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -532,3 +533,120 @@ def test_few_example_task_labels_match_the_formula(gen):
 def test_bad_input_names_the_argument(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+# --- chapter 23: polynomial degree by code length -----------------------------------
+
+
+def _poly_data(seed: int = 0, count: int = 4, n: int = 20):
+    from papers30.mdl import polynomial_task
+
+    return polynomial_task(count, n, 3, 0.3, torch.Generator().manual_seed(seed))
+
+
+def test_legendre_design_matches_numpy_legendre():
+    from numpy.polynomial import legendre
+
+    from papers30.mdl import legendre_design
+
+    x = torch.linspace(-1, 1, 11, dtype=torch.float64)
+    ours = legendre_design(x, 5)
+    for k in range(6):
+        ref = legendre.legval(x.numpy(), [0] * k + [1])
+        np.testing.assert_allclose(ours[:, k].numpy(), ref, atol=1e-12)
+
+
+def test_nested_fits_match_one_least_squares_fit_per_degree():
+    from papers30.mdl import legendre_design, nested_fits
+
+    x, y, _ = _poly_data()
+    rss, thetas = nested_fits(x, y, 6)
+    for b in range(x.shape[0]):
+        for k in range(7):
+            phi = legendre_design(x[b], k)
+            theta = torch.linalg.lstsq(phi, y[b][:, None]).solution[:, 0]
+            assert rss[b, k].item() == pytest.approx(float(((y[b] - phi @ theta) ** 2).sum()), rel=1e-9, abs=1e-12)
+            torch.testing.assert_close(thetas[k][b], theta, rtol=1e-8, atol=1e-9)
+
+
+def test_mixture_bits_equal_the_marginal_likelihood_evaluated_directly():
+    from papers30.mdl import criterion_bits, legendre_design
+
+    x, y, _ = _poly_data(1, count=3, n=12)
+    sigma, n = 0.3, 12
+    ours = criterion_bits(x, y, 4, sigma, "mixture")
+    for b in range(3):
+        for k in range(5):
+            phi = legendre_design(x[b], k)
+            proj = phi @ torch.linalg.solve(phi.T @ phi, phi.T)
+            cov = sigma**2 * (torch.eye(n, dtype=torch.float64) + n * proj)
+            ref = -torch.distributions.MultivariateNormal(torch.zeros(n, dtype=torch.float64), cov).log_prob(y[b])
+            assert ours[b, k].item() == pytest.approx(ref.item() / math.log(2), abs=1e-8)
+
+
+def test_mixture_bits_for_one_parameter_match_numerical_integration():
+    """Degree 0: p(y) = integral of N(y; theta, sigma^2 I) N(theta; 0, g sigma^2 / n) over theta."""
+    from papers30.mdl import criterion_bits
+
+    x, y, _ = _poly_data(2, count=1, n=5)
+    sigma, n = 0.3, 5
+    theta = torch.linspace(-20, 20, 400001, dtype=torch.float64)
+    prior = torch.distributions.Normal(0.0, math.sqrt(n * sigma**2 / n))
+    like = torch.distributions.Normal(theta[:, None], sigma).log_prob(y[0][None, :]).sum(1)
+    log_p = torch.logsumexp(like + prior.log_prob(theta), 0) + math.log(theta[1] - theta[0])
+    assert criterion_bits(x, y, 0, sigma, "mixture")[0, 0].item() == pytest.approx(-log_p.item() / math.log(2), abs=1e-6)
+
+
+def test_aic_bic_and_two_part_scores_by_hand():
+    from papers30.mdl import criterion_bits, data_bits, legendre_design, nested_fits
+
+    x, y, _ = _poly_data(3, count=1, n=16)
+    sigma, n = 0.3, 16
+    rss, thetas = nested_fits(x, y, 3)
+    for k in range(4):
+        fit = data_bits(rss[0, k].item(), n, sigma)
+        assert criterion_bits(x, y, 3, sigma, "ml")[0, k].item() == pytest.approx(fit)
+        assert criterion_bits(x, y, 3, sigma, "aic")[0, k].item() == pytest.approx(fit + (k + 1) / math.log(2))
+        assert criterion_bits(x, y, 3, sigma, "bic")[0, k].item() == pytest.approx(fit + (k + 1) / 2 * math.log2(n))
+        delta = sigma / math.sqrt(n)
+        rounded = [round(t / delta) * delta for t in thetas[k][0].tolist()]
+        resid = y[0] - legendre_design(x[0], k) @ torch.tensor(rounded, dtype=torch.float64)
+        want = (k + 1) * math.log2(16 / delta) + data_bits(float((resid**2).sum()), n, sigma)
+        assert criterion_bits(x, y, 3, sigma, "two_part")[0, k].item() == pytest.approx(want)
+
+
+def test_select_degree_is_the_argmin_and_ml_takes_the_largest_degree():
+    from papers30.mdl import CRITERIA, criterion_bits, select_degree
+
+    x, y, _ = _poly_data(4, count=6, n=25)
+    for c in CRITERIA:
+        scores = criterion_bits(x, y, 7, 0.3, c)
+        assert select_degree(x, y, 7, 0.3, c).tolist() == [min(range(8), key=row.__getitem__) for row in scores.tolist()]
+    assert select_degree(x, y, 7, 0.3, "ml").tolist() == [7] * 6
+
+
+def test_polynomial_task_noise_has_the_stated_scale():
+    from papers30.mdl import legendre_design, polynomial_task
+
+    x, y, c = polynomial_task(50, 200, 2, 0.3, torch.Generator().manual_seed(5))
+    resid = y - (legendre_design(x, 2) @ c[..., None])[..., 0]
+    assert resid.std().item() == pytest.approx(0.3, rel=0.05)
+    assert x.min() >= -1 and x.max() <= 1
+
+
+def test_degree_selection_rejects_bad_input():
+    from papers30.mdl import criterion_bits, legendre_design, polynomial_task
+
+    x, y, _ = _poly_data()
+    with pytest.raises(ValueError, match="criterion"):
+        criterion_bits(x, y, 3, 0.3, "cv")
+    with pytest.raises(ValueError, match="max_degree"):
+        criterion_bits(x, y, 20, 0.3, "bic")
+    with pytest.raises(ValueError, match="sigma"):
+        criterion_bits(x, y, 3, 0.0, "bic")
+    with pytest.raises(ValueError, match="y"):
+        criterion_bits(x, y[:, :5], 3, 0.3, "bic")
+    with pytest.raises(ValueError, match="degree"):
+        legendre_design(x, -1)
+    with pytest.raises(TypeError, match="generator"):
+        polynomial_task(2, 5, 1, 0.3, 0)

@@ -1,9 +1,12 @@
 """papers30.pointer against brute-force references (float64).
 
 The decoder is checked against a loop built from ``torch.nn.LSTMCell`` (with
-copied weights) and the additive scores written out slot by slot; greedy
-decoding against the teacher-forced pass fed its own choices; the network's
-masking against running each row of a padded batch on its own.
+copied weights) and the additive scores written out slot by slot (with and
+without a glimpse); the fixed-vocabulary baseline against its softmax layer
+written out by hand; the fused sequence run against the cell step by step;
+greedy decoding against the teacher-forced pass fed its own choices; the
+network's masking against running each row of a padded batch on its own;
+the training loop's batches against a second, identical model.
 """
 
 from __future__ import annotations
@@ -15,7 +18,18 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from papers30.pointer import IGNORE, PointerDecoder, PointerNetwork, hull_targets
+from papers30.data.geometry import hull_dataset
+from papers30.pointer import (
+    IGNORE,
+    PointerDecoder,
+    PointerNetwork,
+    Seq2SeqNetwork,
+    VocabularyDecoder,
+    fit_hulls,
+    hull_targets,
+    run_lstm_cell,
+)
+from papers30.recurrent import LSTMCell
 
 DT = torch.float64
 TOL = dict(rtol=1e-9, atol=1e-9)
@@ -25,12 +39,26 @@ def randn(*shape, g):
     return torch.randn(*shape, dtype=DT, generator=g)
 
 
+def _scores_by_hand(att, query, memory_row, allowed_row):
+    """v^T tanh(W_1 m_j + W_2 q), slot by slot, as a list (None where not allowed)."""
+    wq, wk, v = att.query_proj.weight, att.key_proj.weight, att.v
+    return [float(v @ torch.tanh(wk @ memory_row[j] + wq @ query)) if allowed_row[j] else None
+            for j in range(len(memory_row))]
+
+
+def _log_softmax_by_hand(u):
+    z = math.log(sum(math.exp(x) for x in u if x is not None))
+    return [x - z if x is not None else float("-inf") for x in u]
+
+
 @torch.no_grad()
-def decoder_reference(dec, inputs, memory, targets, state, allowed_fn):
-    """Loop reference: torch.nn.LSTMCell with copied weights, scores slot by slot, log-softmax by hand."""
+def loop_reference(dec, inputs, memory, targets, state, allowed_fn, readout):
+    """Loop reference: torch.nn.LSTMCell with copied weights, then ``readout(h_b, memory_b, allowed_b)`` by hand.
+
+    ``readout`` returns one row's log-probabilities as a list; step ``t`` is fed the target of step ``t - 1``.
+    """
     cell = torch.nn.LSTMCell(dec.input_size, dec.hidden_size).double()
     cell.load_state_dict(dec.cell.state_dict())
-    wq, wk, v = dec.attention.query_proj.weight, dec.attention.key_proj.weight, dec.attention.v
     B, N, _ = memory.shape
     h, c = state
     x = dec.start.expand(B, -1)
@@ -39,12 +67,27 @@ def decoder_reference(dec, inputs, memory, targets, state, allowed_fn):
         h, c = cell(x, (h, c))
         allowed = allowed_fn(t)
         for b in range(B):
-            u = [float(v @ torch.tanh(wk @ memory[b, j] + wq @ h[b])) for j in range(N)]
-            z = math.log(sum(math.exp(u[j]) for j in range(N) if allowed[b, j]))
-            for j in range(N):
-                out[b, t, j] = u[j] - z if allowed[b, j] else float("-inf")
+            out[b, t] = torch.tensor(readout(h[b], memory[b], allowed[b]), dtype=DT)
         x = torch.stack([inputs[b, max(int(targets[b, t]), 0)] for b in range(B)])
     return out
+
+
+def pointer_readout(dec):
+    """The pointer's readout by hand: optional glimpse read, scores slot by slot, log-softmax."""
+
+    def readout(h, memory, allowed):
+        query = h
+        if dec.glimpse is not None:
+            weights = [math.exp(x) for x in _log_softmax_by_hand(_scores_by_hand(dec.glimpse, h, memory, allowed))]
+            query = torch.cat([h, sum(w * memory[j] for j, w in enumerate(weights))])
+        return _log_softmax_by_hand(_scores_by_hand(dec.attention, query, memory, allowed))
+
+    return readout
+
+
+def decoder_reference(dec, inputs, memory, targets, state, allowed_fn):
+    """The pointer decoder by hand (see loop_reference and pointer_readout)."""
+    return loop_reference(dec, inputs, memory, targets, state, allowed_fn, pointer_readout(dec))
 
 
 @pytest.mark.parametrize("B,N,T,D,M,H", [(1, 1, 1, 1, 1, 1), (2, 4, 3, 2, 5, 3), (3, 6, 6, 2, 4, 4)])
@@ -59,9 +102,10 @@ def test_pointer_decoder_matches_lstmcell_loop_reference(B, N, T, D, M, H, gen):
     torch.testing.assert_close(got, want.detach(), **TOL)
 
 
-def test_pointer_decoder_exclude_chosen_matches_loop_reference(gen):
+@pytest.mark.parametrize("glimpse", [False, True])
+def test_pointer_decoder_exclude_chosen_matches_loop_reference(glimpse, gen):
     B, N, T = 2, 5, 4
-    dec = PointerDecoder(2, 3, 4).double()
+    dec = PointerDecoder(2, 3, 4, glimpse=glimpse).double()
     inputs, memory = randn(B, N, 2, g=gen), randn(B, N, 3, g=gen)
     targets = torch.stack([torch.randperm(N, generator=gen)[:T] for _ in range(B)])
     mask = torch.ones(B, N, dtype=torch.bool)
@@ -80,8 +124,9 @@ def test_pointer_decoder_exclude_chosen_matches_loop_reference(gen):
     torch.testing.assert_close(got, want, **TOL)
 
 
-def test_greedy_equals_argmax_of_teacher_forced_pass_on_its_own_choices(gen):
-    dec = PointerDecoder(2, 3, 5).double()
+@pytest.mark.parametrize("glimpse", [False, True])
+def test_greedy_equals_argmax_of_teacher_forced_pass_on_its_own_choices(glimpse, gen):
+    dec = PointerDecoder(2, 3, 5, glimpse=glimpse).double()
     inputs, memory = randn(3, 6, 2, g=gen), randn(3, 6, 3, g=gen)
     picks, logp = dec.greedy(inputs, memory, steps=6)
     forced = dec(inputs, memory, picks, exclude_chosen=True).detach()
@@ -168,6 +213,161 @@ def test_predict_returns_point_indices_before_end(gen):
     assert len(preds) == 3
     for seq in preds:
         assert len(set(seq)) == len(seq) and all(0 <= i < 5 for i in seq)
+
+
+def test_glimpse_decoder_matches_loop_reference_with_a_glimpse(gen):
+    B, N, T = 3, 4, 3
+    dec = PointerDecoder(2, 3, 4, attention_size=5, glimpse=True).double()
+    inputs, memory = randn(B, N, 2, g=gen), randn(B, N, 3, g=gen)
+    state = (randn(B, 4, g=gen), randn(B, 4, g=gen))
+    targets = torch.randint(0, N, (B, T), generator=gen)
+    got = dec(inputs, memory, targets, state).detach()
+    want = decoder_reference(dec, inputs, memory, targets, state, lambda t: torch.ones(B, N, dtype=torch.bool))
+    torch.testing.assert_close(got, want, **TOL)
+    assert dec.attention.query_size == 4 + 3  # the pointer's query is [d_t ; g_t]
+
+
+@pytest.mark.parametrize("B,T,D,H", [(1, 1, 1, 1), (3, 5, 2, 4), (2, 8, 3, 6)])
+def test_run_lstm_cell_matches_the_cell_step_by_step(B, T, D, H, gen):
+    cell = LSTMCell(D, H).double()
+    x = randn(B, T, D, g=gen)
+    h, c = randn(B, H, g=gen), randn(B, H, g=gen)
+    out, (h_n, c_n) = run_lstm_cell(cell, x, (h, c))
+    steps = []
+    for t in range(T):
+        h, c = cell(x[:, t], (h, c))
+        steps.append(h)
+    torch.testing.assert_close(out, torch.stack(steps, dim=1), **TOL)
+    torch.testing.assert_close((h_n, c_n), (h, c), **TOL)
+
+
+def test_run_lstm_cell_gradients_reach_the_cells_weights(gen):
+    """Reference: autograd through the step-by-step cell, with the same weights."""
+    cell = LSTMCell(2, 3).double()
+    x = randn(2, 4, 2, g=gen)
+    zeros = (torch.zeros(2, 3, dtype=DT), torch.zeros(2, 3, dtype=DT))
+    run_lstm_cell(cell, x, zeros)[0].square().sum().backward()
+    fused = [p.grad.clone() for p in cell.parameters()]
+    cell.zero_grad()
+    h, c = zeros
+    total = 0.0
+    for t in range(4):
+        h, c = cell(x[:, t], (h, c))
+        total = total + h.square().sum()
+    total.backward()
+    for a, p in zip(fused, cell.parameters()):
+        torch.testing.assert_close(a, p.grad, **TOL)
+
+
+def vocabulary_reference(dec, inputs, memory, targets, state, mask):
+    """The baseline by hand: optional attention read, tanh layer, softmax over the first N symbols."""
+
+    def readout(h, memory_row, allowed):
+        feat = h
+        if dec.attention is not None:
+            scores = _scores_by_hand(dec.attention, h, memory_row, allowed)
+            read = sum(math.exp(v) * memory_row[j] for j, v in enumerate(_log_softmax_by_hand(scores)))
+            feat = torch.tanh(dec.combine.weight @ torch.cat([h, read]) + dec.combine.bias)
+        logits = dec.output.weight[: len(memory_row)] @ feat + dec.output.bias[: len(memory_row)]
+        return _log_softmax_by_hand([float(z) if allowed[j] else None for j, z in enumerate(logits)])
+
+    return loop_reference(dec, inputs, memory, targets, state, lambda t: mask, readout)
+
+
+@pytest.mark.parametrize("attention", [True, False])
+def test_vocabulary_decoder_matches_softmax_layer_by_hand(attention, gen):
+    B, N, T, V = 2, 4, 3, 6
+    dec = VocabularyDecoder(2, 3, 5, vocab_size=V, attention=attention).double()
+    inputs, memory = randn(B, N, 2, g=gen), randn(B, N, 3, g=gen)
+    state = (randn(B, 5, g=gen), randn(B, 5, g=gen))
+    mask = torch.tensor([[True, True, True, True], [True, False, True, True]])
+    targets = torch.tensor([[0, 2, 1], [3, 0, 2]])
+    got = dec(inputs, memory, targets, state, mask).detach()
+    want = vocabulary_reference(dec, inputs, memory, targets, state, mask)
+    torch.testing.assert_close(got, want, **TOL)
+    assert (dec.attention is None) == (not attention) and dec.output.out_features == V
+
+
+def test_vocabulary_greedy_equals_argmax_of_teacher_forced_pass(gen):
+    dec = VocabularyDecoder(2, 3, 5, vocab_size=8).double()
+    inputs, memory = randn(3, 6, 2, g=gen), randn(3, 6, 3, g=gen)
+    picks, logp = dec.greedy(inputs, memory, steps=6)
+    forced = dec(inputs, memory, picks, exclude_chosen=True).detach()
+    torch.testing.assert_close(logp, forced, **TOL)
+    assert sorted(picks[0].tolist()) == list(range(6))
+
+
+def test_seq2seq_network_shares_the_pointer_network_except_its_output(gen):
+    """Reference: PointerNetwork's encoder with the same weights; the decoder is a VocabularyDecoder."""
+    torch.manual_seed(3)
+    net = Seq2SeqNetwork(2, 4, max_points=6).double()
+    ptr = PointerNetwork(2, 4).double()
+    ptr.encoder.load_state_dict(net.encoder.state_dict())
+    ptr.end.data.copy_(net.end.data)
+    points = randn(2, 5, 2, g=gen)
+    for a, b in zip(net.encode(points), ptr.encode(points)):
+        torch.testing.assert_close(a, b, **TOL)
+    assert isinstance(net.decoder, VocabularyDecoder) and net.decoder.vocab_size == 7
+    targets = hull_targets([[0, 1, 2], [4, 3]])
+    loss = net.loss(points, targets)
+    loss.backward()
+    assert torch.isfinite(loss) and net.decoder.output.weight.grad is not None
+    for seq in net.predict(points):
+        assert len(set(seq)) == len(seq) and all(0 <= i < 5 for i in seq)
+
+
+def test_seq2seq_network_cannot_name_more_points_than_its_vocabulary():
+    net = Seq2SeqNetwork(2, 4, max_points=3)
+    net.predict(torch.rand(1, 3, 2))
+    with pytest.raises(ValueError, match="vocab_size"):
+        net.predict(torch.rand(1, 4, 2))
+
+
+def test_fit_hulls_draws_the_same_batches_for_every_model_with_the_same_seed(gen):
+    """Reference: a second model with the same weights; the same seed must give the same losses."""
+    train = {n: hull_dataset(n, 32, gen) for n in (4, 5)}
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = PointerNetwork(2, 4)
+        losses.append(fit_hulls(model, train, steps=6, batch=8, lr=1e-2, seed=3).losses)
+    assert losses[0] == losses[1] and len(losses[0]) == 6
+    torch.manual_seed(0)
+    other = fit_hulls(PointerNetwork(2, 4), train, steps=6, batch=8, lr=1e-2, seed=4).losses
+    assert other != losses[0]
+    torch.manual_seed(0)
+    short = fit_hulls(PointerNetwork(2, 4), train, steps=6, batch=8, lr=1e-2, seed=3, stop_after=2).losses
+    assert short == losses[0][:2]
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,name",
+    [
+        (dict(model="net"), TypeError, "model"),
+        (dict(train={}), ValueError, "train"),
+        (dict(batch=0), ValueError, "batch"),
+        (dict(lr=0.0), ValueError, "lr"),
+        (dict(steps=0), ValueError, "steps"),
+    ],
+)
+def test_fit_hulls_rejects_bad_arguments(kwargs, exc, name, gen):
+    args = dict(model=PointerNetwork(2, 3), train={4: hull_dataset(4, 4, gen)}, steps=2, batch=2, lr=1e-2, seed=0)
+    with pytest.raises(exc, match=name):
+        fit_hulls(**(args | kwargs))
+
+
+@pytest.mark.parametrize(
+    "call,exc,name",
+    [
+        (lambda: VocabularyDecoder(2, 3, 4, vocab_size=0), ValueError, "vocab_size"),
+        (lambda: VocabularyDecoder(2, 3, 4, vocab_size=3, attention=1), TypeError, "attention"),
+        (lambda: Seq2SeqNetwork(2, 4, max_points=0), ValueError, "max_points"),
+        (lambda: PointerDecoder(2, 3, 4, glimpse="yes"), TypeError, "glimpse"),
+    ],
+)
+def test_baselines_and_glimpse_reject_bad_arguments(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()
 
 
 # ----------------------------------------------------------------- bad input

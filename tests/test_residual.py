@@ -11,8 +11,10 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from papers30.residual import (CifarResNet, PadShortcut, PlainBlock, ResidualBlock, make_shortcut,
-                               weight_layers)
+from papers30.residual import (ARCHS, CifarResNet, PadShortcut, PlainBlock, PreActBlock, PreActResNet,
+                               ResidualBlock, build_net, depth_scaling, fashion_mnist_at, init_he_,
+                               make_shortcut, propagation_norms, tail_mean, train_classifier,
+                               train_on_fashion_mnist, weight_layers)
 
 DT = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -499,3 +501,296 @@ def test_preact_block_gradient_matches_numerical_gradient(gen):
 def test_preact_rejects_bad_inputs_naming_them(make, exc, name):
     with pytest.raises(exc, match=name):
         make()
+
+
+# ---------------------------------------------------------------- He initialisation, scaled shortcut
+
+
+def test_init_he_std_closed_form_and_norms_reset():
+    """kaiming_normal_(mode='fan_out'): std = sqrt(2 / (C_out * k * k)); BN weight 1, bias 0."""
+    torch.manual_seed(0)
+    m = nn.Sequential(nn.Conv2d(8, 64, 3), nn.BatchNorm2d(64), nn.Conv2d(64, 32, 1))
+    with torch.no_grad():
+        m[1].weight.fill_(3.0)
+        m[1].bias.fill_(-1.0)
+    assert init_he_(m) is m
+    assert abs(m[0].weight.std().item() - math.sqrt(2 / (64 * 9))) < 0.03 * math.sqrt(2 / (64 * 9))
+    assert abs(m[2].weight.std().item() - math.sqrt(2 / 32)) < 0.03 * math.sqrt(2 / 32)
+    assert torch.equal(m[1].weight, torch.ones(64)) and torch.equal(m[1].bias, torch.zeros(64))
+
+
+def test_init_he_rejects_non_module():
+    with pytest.raises(TypeError, match="module"):
+        init_he_([nn.Conv2d(1, 1, 3)])
+
+
+@pytest.mark.parametrize("c_in,c_out,stride,H,W", BLOCK_SHAPES)
+@pytest.mark.parametrize("scale", [0.5, 1.1, 0.0])
+def test_scaled_preact_block_matches_hand_composed_torch_reference(c_in, c_out, stride, H, W, scale, gen):
+    block = PreActBlock(c_in, c_out, stride, scale=scale).to(DT)
+    randomise_norms(block, gen)
+    x = torch.randn(3, c_in, H, W, generator=gen, dtype=DT)
+    want = torch_preact_branch(block)(x) + scale * pad_reference(x, c_out, stride)
+    torch.testing.assert_close(block(x), want, **TOL)
+
+
+def test_scale_one_is_the_unscaled_block(gen):
+    a, b = PreActBlock(3, 3).to(DT), PreActBlock(3, 3, scale=1.0).to(DT)
+    b.load_state_dict(a.state_dict())
+    x = torch.randn(2, 3, 4, 4, generator=gen, dtype=DT)
+    assert torch.equal(a(x), b(x))
+
+
+@pytest.mark.parametrize("scale,exc", [("0.5", TypeError), (True, TypeError), (float("nan"), ValueError),
+                                       (float("inf"), ValueError)])
+def test_preact_block_rejects_bad_scale_naming_it(scale, exc):
+    with pytest.raises(exc, match="scale"):
+        PreActBlock(2, 2, scale=scale)
+
+
+# ---------------------------------------------------------------- depth scaling
+
+
+@pytest.mark.parametrize("lam", [1.0, 0.5, 1.3])
+def test_depth_scaling_of_zeroed_scaled_stack_is_lambda_to_the_n_closed_form(lam, gen):
+    """A zero branch leaves x_{l+1} = lam x_l: signal and gradient ratio are both lam**N."""
+    blocks = [PreActBlock(2, 2, scale=lam).to(DT) for _ in range(12)]
+    for b in blocks:
+        zero_branch(b)
+    x = torch.randn(3, 2, 4, 4, generator=gen, dtype=DT)
+    ratio, growth = depth_scaling(blocks, x, [1, 5, 12], generator=gen)
+    want = torch.tensor([lam ** n for n in (1, 5, 12)], dtype=DT)
+    torch.testing.assert_close(ratio, want, **TOL)
+    torch.testing.assert_close(growth, want, **TOL)
+
+
+@pytest.mark.parametrize("kind", [PreActBlock, ResidualBlock, PlainBlock])
+def test_depth_scaling_matches_propagation_norms_of_each_substack(kind, gen):
+    """Reference: propagation_norms on blocks[:N] with the read-outs drawn in the same order."""
+    blocks = [kind(2, 2).to(DT) for _ in range(6)]
+    for b in blocks:
+        randomise_norms(b, gen)
+    x = torch.randn(4, 2, 3, 3, generator=gen, dtype=DT)
+    seed = 7
+    ratio, growth = depth_scaling(blocks, x, [2, 6, 3], generator=torch.Generator().manual_seed(seed))
+    g = torch.Generator().manual_seed(seed)
+    for k, n in enumerate([2, 6, 3]):
+        readout = torch.randn(x.shape, generator=g, dtype=DT)
+        signal, grad = propagation_norms(blocks[:n], x, readout)
+        torch.testing.assert_close(ratio[k], grad[0] / grad[-1], **TOL)
+        torch.testing.assert_close(growth[k], signal[-1] / signal[0], **TOL)
+
+
+@pytest.mark.parametrize(
+    "blocks,depths,x,exc,name",
+    [
+        (PreActBlock(2, 2), [1], torch.zeros(1, 2, 3, 3), TypeError, "blocks"),
+        ([PreActBlock(2, 2)], [], torch.zeros(1, 2, 3, 3), ValueError, "depths"),
+        ([PreActBlock(2, 2)], [2], torch.zeros(1, 2, 3, 3), ValueError, "depths"),
+        ([PreActBlock(2, 2)], [0], torch.zeros(1, 2, 3, 3), ValueError, "depths"),
+        ([PreActBlock(2, 2)], [1.0], torch.zeros(1, 2, 3, 3), TypeError, "depths"),
+        ([PreActBlock(2, 2)], "1", torch.zeros(1, 2, 3, 3), ValueError, "depths"),
+        ([PreActBlock(2, 2)], [1], torch.zeros(2, 3, 3), ValueError, "^x "),
+    ],
+)
+def test_depth_scaling_rejects_bad_inputs_naming_them(blocks, depths, x, exc, name):
+    with pytest.raises(exc, match=name):
+        depth_scaling(blocks, x, depths)
+
+
+# ---------------------------------------------------------------- the training recipe
+
+
+def test_build_net_same_seed_same_weights_for_plain_and_residual_and_keeps_global_rng():
+    state = torch.random.get_rng_state()
+    plain, res = build_net("plain", 8, (2, 3, 4), seed=5), build_net("residual", 8, (2, 3, 4), seed=5)
+    assert torch.equal(torch.random.get_rng_state(), state)
+    assert not plain.residual and res.residual
+    for (k, v), (k2, v2) in zip(plain.state_dict().items(), res.state_dict().items()):
+        assert k == k2 and torch.equal(v, v2)
+    other = build_net("plain", 8, (2, 3, 4), seed=6)
+    assert not torch.equal(other.stem[0].weight, plain.stem[0].weight)
+    assert isinstance(build_net("preact", 8, (2, 3, 4), seed=5), PreActResNet)
+
+
+@pytest.mark.parametrize("kwargs,exc,name", [(dict(arch="dense", depth=8, seed=0), ValueError, "arch"),
+                                             (dict(arch="plain", depth=8, seed=1.0), TypeError, "seed"),
+                                             (dict(arch="plain", depth=9, seed=0), ValueError, "depth")])
+def test_build_net_rejects_bad_arguments_naming_them(kwargs, exc, name):
+    with pytest.raises(exc, match=name):
+        build_net(**kwargs)
+    assert ARCHS == ("plain", "residual", "preact")
+
+
+def toy_problem(n=24, seed=0, dtype=torch.float32):
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(n, 1, 4, 4, generator=g, dtype=dtype), torch.randint(0, 3, (n,), generator=g)
+
+
+def reference_losses(model, x, y, *, steps, batch, lr, seed, lr_at):
+    """Reference: a hand-written loop with torch.optim.SGD (unfused) on the same permutations.
+
+    ``lr_at(step)`` is the learning rate of 1-based step ``step``.
+    """
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9, weight_decay=1e-4)
+    g, order, losses = torch.Generator().manual_seed(seed), [], []
+    per_epoch = len(x) // batch
+    model.train()
+    for step in range(1, steps + 1):
+        epoch, k = divmod(step - 1, per_epoch)
+        while len(order) <= epoch:
+            order.append(torch.randperm(len(x), generator=g))
+        i = order[epoch][k * batch:(k + 1) * batch]
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = F.cross_entropy(model(x[i]), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return losses
+
+
+@pytest.mark.parametrize("warmup_error,factor", [(None, 1.0), (0.0, 0.1)])
+def test_train_classifier_matches_hand_written_sgd_loop_with_step_schedule(warmup_error, factor):
+    """lr divided by 10 at half and three quarters of the steps; a warm-up never met keeps lr / 10."""
+    x, y = toy_problem(dtype=DT)
+    steps, batch, lr = 16, 8, 0.05
+    a = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
+    b = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
+    b.load_state_dict(a.state_dict())
+    history = train_classifier(a, x, y, steps=steps, batch_size=batch, lr=lr,
+                               generator=torch.Generator().manual_seed(3), warmup_error=warmup_error)
+    want = reference_losses(b, x, y, steps=steps, batch=batch, lr=lr, seed=3,
+                            lr_at=lambda s: factor * lr * 0.1 ** ((s > 8) + (s > 12)))
+    torch.testing.assert_close(torch.tensor(history.losses, dtype=DT), torch.tensor(want, dtype=DT),
+                               rtol=1e-9, atol=1e-9)
+    if warmup_error is not None:
+        assert history.evals[-1]["warmup_steps"] == steps
+    assert not a.training  # fit leaves the model in eval mode
+
+
+def test_train_classifier_warmup_ends_after_the_first_step_below_the_error_threshold():
+    """warmup_error = 1 is met at once (an error below 100 %): lr / 10 for step 1 only."""
+    x, y = toy_problem(dtype=DT)
+    a = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
+    b = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
+    b.load_state_dict(a.state_dict())
+    history = train_classifier(a, x, y, steps=6, batch_size=8, lr=0.05, milestones=(),
+                               generator=torch.Generator().manual_seed(1), warmup_error=1.0)
+    want = reference_losses(b, x, y, steps=6, batch=8, lr=0.05, seed=1,
+                            lr_at=lambda s: 0.005 if s == 1 else 0.05)
+    torch.testing.assert_close(torch.tensor(history.losses, dtype=DT), torch.tensor(want, dtype=DT),
+                               rtol=1e-9, atol=1e-9)
+    assert history.evals[-1]["warmup_steps"] == 1
+
+
+class Recorder(nn.Module):
+    """A model that remembers which images it saw (each image holds its own index)."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.seen: list[int] = []
+
+    def forward(self, x):
+        self.seen += x[:, 0, 0, 0].long().tolist()
+        return self.w * torch.zeros(len(x), 3)
+
+
+def test_train_classifier_draws_each_epoch_without_replacement():
+    n, batch = 12, 4
+    x = torch.arange(n, dtype=torch.float32).view(n, 1, 1, 1).expand(n, 1, 2, 2).contiguous()
+    model = Recorder()
+    train_classifier(model, x, torch.zeros(n, dtype=torch.long), steps=9, batch_size=batch, lr=0.1,
+                     generator=torch.Generator().manual_seed(0))
+    epochs = [model.seen[k:k + n] for k in range(0, 9 * batch, n)]
+    assert all(sorted(e) == list(range(n)) for e in epochs)
+    assert epochs[0] != epochs[1]  # a fresh permutation each epoch
+
+
+def test_train_classifier_stop_after_replays_the_start_of_a_run():
+    x, y = toy_problem()
+    runs = []
+    for stop in (None, 3):
+        torch.manual_seed(0)
+        model = CifarResNet(8, widths=(2, 2, 3), num_classes=3)
+        runs.append(train_classifier(model, x, y, steps=10, batch_size=8, lr=0.05, stop_after=stop,
+                                     generator=torch.Generator().manual_seed(2)).losses)
+    assert runs[1] == runs[0][:3]
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,name",
+    [
+        (dict(model="net"), TypeError, "model"),
+        (dict(images=torch.zeros(24, 16)), ValueError, "images"),
+        (dict(labels=torch.zeros(24)), TypeError, "labels"),
+        (dict(labels=torch.zeros(23, dtype=torch.long)), ValueError, "labels"),
+        (dict(steps=0), ValueError, "steps"),
+        (dict(batch_size=25), ValueError, "batch_size"),
+        (dict(lr=0.0), ValueError, "lr"),
+        (dict(lr="0.1"), TypeError, "lr"),
+        (dict(momentum=-0.1), ValueError, "momentum"),
+        (dict(generator=0), TypeError, "generator"),
+        (dict(milestones=(0.5, 1.5)), ValueError, "milestones"),
+        (dict(warmup_error=1.5), ValueError, "warmup_error"),
+        (dict(stop_after=0), ValueError, "stop_after"),
+    ],
+)
+def test_train_classifier_rejects_bad_arguments_naming_them(kwargs, exc, name):
+    x, y = toy_problem()
+    args = dict(model=CifarResNet(8, widths=(2, 2, 3), num_classes=3), images=x, labels=y, steps=4,
+                batch_size=8, lr=0.1, generator=torch.Generator())
+    args.update(kwargs)
+    model, images, labels = args.pop("model"), args.pop("images"), args.pop("labels")
+    with pytest.raises(exc, match=name):
+        train_classifier(model, images, labels, **args)
+
+
+@pytest.mark.parametrize("losses,fraction,want", [([4.0, 2.0, 1.0, 3.0, 5.0], 0.2, 5.0),
+                                                  ([4.0, 2.0, 1.0, 3.0, 5.0], 0.4, 4.0),
+                                                  ([1.0, 2.0], 0.1, 2.0), ([1.0, 3.0], 1.0, 2.0)])
+def test_tail_mean_closed_form(losses, fraction, want):
+    assert tail_mean(losses, fraction) == want
+
+
+@pytest.mark.parametrize("losses,fraction,exc", [([], 0.2, ValueError), ([1.0], 0.0, ValueError),
+                                                 ([1.0], 1.5, ValueError), ([1.0], "0.2", TypeError)])
+def test_tail_mean_rejects_bad_arguments(losses, fraction, exc):
+    with pytest.raises(exc, match="losses|fraction"):
+        tail_mean(losses, fraction)
+
+
+# ---------------------------------------------------------------- the experiment's data and runs
+
+
+def test_fashion_mnist_at_pools_the_standardised_images_by_brute_force():
+    from papers30.data.images import load_images
+
+    x_train, y_train, x_test, y_test = fashion_mnist_at(7)
+    raw, labels = load_images("fashion_mnist", "train")
+    z = (raw - raw.mean()) / raw.std()
+    assert x_train.shape == (len(labels), 1, 7, 7) and torch.equal(y_train, labels)
+    for i, j in [(0, 0), (3, 5), (6, 6)]:
+        torch.testing.assert_close(x_train[:, 0, i, j], z[:, 0, 4 * i:4 * i + 4, 4 * j:4 * j + 4].mean(dim=(1, 2)))
+    full = fashion_mnist_at(28)
+    torch.testing.assert_close(full[0], z)
+    assert x_test.shape[1:] == (1, 7, 7) and len(y_test) == len(x_test)
+
+
+@pytest.mark.parametrize("size,exc", [(5, ValueError), (0, ValueError), (7.0, TypeError)])
+def test_fashion_mnist_at_rejects_bad_size(size, exc):
+    with pytest.raises(exc, match="size"):
+        fashion_mnist_at(size)
+
+
+def test_train_on_fashion_mnist_is_deterministic_and_reports_test_error():
+    kw = dict(arch="residual", depth=8, widths=[2, 2, 4], size=7, steps=3, batch_size=16, lr=0.1, seed=4)
+    a, b = train_on_fashion_mnist(**kw), train_on_fashion_mnist(**kw)
+    assert a.losses == b.losses and len(a.losses) == 3
+    assert 0.0 <= a.evals[-1]["test_error"] <= 1.0 and a.evals[-1]["warmup_steps"] == 0
+    replay = train_on_fashion_mnist(**{**kw, "stop_after": 2})
+    assert replay.losses == a.losses[:2]
+    plain = train_on_fashion_mnist(**{**kw, "arch": "plain"})
+    assert plain.losses[0] != a.losses[0] or plain.losses[1] != a.losses[1]

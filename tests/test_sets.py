@@ -10,7 +10,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from papers30.data.synthetic import sorting_task
-from papers30.sets import ProcessBlock, ReadBlock, SequencePointerModel, Set2Set, SetPointerModel
+from papers30.sets import (
+    ProcessBlock,
+    ReadBlock,
+    SequencePointerModel,
+    Set2Set,
+    SetPointerModel,
+    SortingRun,
+    fit_sorting,
+    train_sorter,
+)
 
 DT = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-10)
@@ -190,6 +199,64 @@ def test_predict_is_argmax_of_teacher_forced_pass_and_a_permutation_when_excludi
             assert torch.equal(picks.sort(1).values, torch.arange(5).expand(8, -1))
 
 
+@pytest.mark.parametrize("make", [lambda: SetPointerModel(1, 6, 7, 2, glimpse=True),
+                                  lambda: SequencePointerModel(1, 6, 7, glimpse=True)])
+def test_models_with_a_glimpse_keep_the_loss_and_the_set_models_invariance(make, gen):
+    """Reference: the loss by hand; for the set model, the values pointed at under a shuffle."""
+    torch.manual_seed(4)
+    model = make().double()
+    assert model.write.glimpse is not None
+    x, order = sorting_task(6, 5, gen)
+    x = x.double()
+    logp = model(x, order)
+    want = -sum(logp[b, t, order[b, t]] for b in range(6) for t in range(5)) / 30
+    torch.testing.assert_close(model.loss(x, order), want, **TOL)
+    if isinstance(model, SetPointerModel):
+        perm = torch.randperm(5, generator=gen)
+        assert torch.equal(x.gather(1, model.predict(x)), x[:, perm].gather(1, model.predict(x[:, perm])))
+
+
+def test_fit_sorting_draws_the_same_batches_for_every_model_with_the_same_seed():
+    """Reference: a second model with the same weights; the same seed must give the same losses."""
+    losses = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        losses.append(fit_sorting(SetPointerModel(1, 4, 4, 2), n=4, steps=5, batch=6, lr=1e-2, seed=2).losses)
+    assert losses[0] == losses[1] and len(losses[0]) == 5
+    torch.manual_seed(0)
+    assert fit_sorting(SetPointerModel(1, 4, 4, 2), n=4, steps=5, batch=6, lr=1e-2, seed=3).losses != losses[0]
+    torch.manual_seed(0)
+    short = fit_sorting(SetPointerModel(1, 4, 4, 2), n=4, steps=5, batch=6, lr=1e-2, seed=2, stop_after=2)
+    assert short.losses == losses[0][:2]
+
+
+def test_train_sorter_builds_the_named_model_and_replays_exactly():
+    """Reference: two calls with the same plain arguments (what a recorded run's replay does)."""
+    a = train_sorter(3, n=4, width=5, steps=4, batch=3, lr=1e-2, seed=1, glimpse=True)
+    b = train_sorter(3, n=4, width=5, steps=4, batch=3, lr=1e-2, seed=1, glimpse=True, stop_after=2)
+    assert isinstance(a, SortingRun) and a.losses == a.history.losses and len(a.losses) == 4
+    assert b.losses == a.losses[:2]
+    assert isinstance(a.model, SetPointerModel) and a.model.process.steps == 3 and a.model.write.glimpse is not None
+    base = train_sorter(None, n=4, width=5, steps=2, batch=3, lr=1e-2, seed=1)
+    assert isinstance(base.model, SequencePointerModel) and base.model.write.glimpse is None
+
+
+@pytest.mark.parametrize(
+    "call,exc,name",
+    [
+        (lambda: fit_sorting("model", 4, 2, 2, 1e-2, 0), TypeError, "model"),
+        (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 0, 2, 2, 1e-2, 0), ValueError, "n"),
+        (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 3, 2, 0, 1e-2, 0), ValueError, "batch"),
+        (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 3, 2, 2, -1.0, 0), ValueError, "lr"),
+        (lambda: train_sorter(2.5, 3, 2, 2, 2, 1e-2, 0), TypeError, "process_steps"),
+        (lambda: train_sorter(1, 3, 0, 2, 2, 1e-2, 0), ValueError, "width"),
+    ],
+)
+def test_training_helpers_reject_bad_arguments(call, exc, name):
+    with pytest.raises(exc, match=name):
+        call()
+
+
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_process_block_runs_on_the_device_of_its_inputs():
     block = ProcessBlock(4, 2).cuda()
@@ -244,6 +311,7 @@ def test_process_block_rejects_bad_inputs(memory, mask, exc, name):
         (lambda: SetPointerModel(1, 4, 0, 1), ValueError, "hidden_size"),
         (lambda: SetPointerModel(1, 4, 4, -2), ValueError, "steps"),
         (lambda: SetPointerModel(1, 4, 4, 1, exclude_chosen=1), TypeError, "exclude_chosen"),
+        (lambda: SequencePointerModel(1, 4, 4, glimpse=1), TypeError, "glimpse"),
         (lambda: SetPointerModel(1, 4, 4, 1).predict(torch.zeros(3)), ValueError, "x"),
         (lambda: SetPointerModel(1, 4, 4, 1).predict(torch.zeros(2, 3, dtype=torch.long)), TypeError, "x"),
         (lambda: SetPointerModel(1, 4, 4, 1).predict(torch.zeros(2, 0)), ValueError, "x"),

@@ -284,6 +284,24 @@ def test_nth_farthest_matches_brute_force(B, K, dim):
     assert (inputs[..., dim + K :] == inputs[:, :1, dim + K :]).all()  # the question is repeated
 
 
+@pytest.mark.parametrize("ranks", [[0], [0, 1, 2], (2,)])
+def test_nth_farthest_ranks_restricts_the_question(ranks):
+    from papers30.data.synthetic import nth_farthest
+
+    inputs, targets = nth_farthest(300, 4, 3, generator=torch.Generator().manual_seed(5), ranks=ranks)
+    asked = inputs[:, 0, 3 + 4 : 3 + 8].argmax(-1)
+    assert set(asked.tolist()) == set(ranks)
+    assert targets.tolist() == _nth_farthest_brute(inputs, 3, 4)
+
+
+@pytest.mark.parametrize("ranks", [[], [4], [-1], [0.0], "0", [True]])
+def test_nth_farthest_rejects_bad_ranks(ranks):
+    from papers30.data.synthetic import nth_farthest
+
+    with pytest.raises(ValueError, match="ranks"):
+        nth_farthest(2, 4, 2, ranks=ranks)
+
+
 def test_nth_farthest_is_seeded_and_covers_all_answers():
     from papers30.data.synthetic import nth_farthest
 

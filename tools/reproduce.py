@@ -63,7 +63,7 @@ def main() -> int:
     args = parser.parse_args()
     from run_chapter import execute
 
-    from papers30.provenance import chapter_hash
+    from papers30.provenance import run_hash
 
     scale, device = device_name()
     scale = args.scale or scale
@@ -81,7 +81,7 @@ def main() -> int:
     head = next((r for r in records if r["headline"]), None)
     run = {
         "chapter": args.chapter, "scale": scale, "command": f"make reproduce CH={args.chapter}",
-        "commit": commit(), "chapter_hash": chapter_hash(args.chapter), "device": device,
+        "commit": commit(), "chapter_hash": run_hash(args.chapter), "device": device,
         "threads": args.threads, "seeds": head["seeds"] if head else None, "wall_seconds": round(seconds, 1),
         "date": dt.date.today().isoformat(), "records": records, "traces": traces,
     }

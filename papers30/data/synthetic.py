@@ -13,6 +13,7 @@ Token ids ``0, 1, 2`` are ``PAD``, ``BOS`` and ``EOS`` in both vocabularies.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -49,6 +50,9 @@ class Batch:
     tgt_in: torch.Tensor
     tgt_out: torch.Tensor
     align: list[list[int]]
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device), self.align)
@@ -222,6 +226,7 @@ def nth_farthest(
     n_vectors: int = 8,
     dim: int = 16,
     generator: torch.Generator | None = None,
+    ranks: Sequence[int] | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The N-th farthest task of Santoro et al. (2018), chapter 18.
 
@@ -236,15 +241,28 @@ def nth_farthest(
     Each step's input is ``[vector (dim) | one-hot ID (K) | one-hot n (K) |
     one-hot m (K)]``. Returns ``inputs (B, K, dim + 3K)`` (float32) and
     ``targets (B,)`` (long); Euclidean distances, ties have probability zero.
+
+    ``ranks`` restricts the question to those ranks (``n`` uniform over
+    them), e.g. ``[0]`` always asks for the farthest vector and
+    ``range(K - 1)`` never asks for the reference itself; ``None`` (the
+    paper's task) allows all ``K``.
     """
     _checks.positive_int("batch_size", batch_size)
     _checks.positive_int("n_vectors", n_vectors)
     _checks.positive_int("dim", dim)
     g = generator if generator is not None else torch.Generator().manual_seed(0)
     B, K = batch_size, n_vectors
+    if ranks is not None:
+        allowed = list(ranks) if not isinstance(ranks, (str, bytes)) else None
+        if (not allowed or any(isinstance(r, bool) or not isinstance(r, int) for r in allowed)
+                or any(not 0 <= r < K for r in allowed)):
+            raise ValueError(f"ranks must be a non-empty sequence of integers in 0 .. {K - 1}, got {ranks!r}")
     vectors = torch.randn(B, K, dim, generator=g)
     ids = torch.rand(B, K, generator=g).argsort(dim=1)  # ids[b, k]: ID of the vector at step k
-    n = torch.randint(0, K, (B,), generator=g)
+    if ranks is None:
+        n = torch.randint(0, K, (B,), generator=g)
+    else:
+        n = torch.tensor(allowed)[torch.randint(0, len(allowed), (B,), generator=g)]
     m = torch.randint(0, K, (B,), generator=g)
     ref = (ids == m[:, None]).float().argmax(dim=1)  # step holding the reference vector
     dist = (vectors - vectors[torch.arange(B), ref][:, None]).norm(dim=-1)  # (B, K)
