@@ -16,6 +16,13 @@ features ``x_v`` and edge features ``e_vw``:
   (:data:`papers30.sets.Set2Set`, chapter 8's process block), so the graph's
   output does not depend on how its nodes are numbered.
 
+For comparison the module also holds a *plain* message ``M = W h_w`` that
+ignores the bond (:class:`PlainMessage`, ``MPNN(message="plain")``) and the
+non-message-passing baseline the paper compares with: a count fingerprint
+in the style of Morgan/ECFP (:func:`atom_environments`,
+:func:`count_fingerprint`), to be fed to an MLP. :class:`Standardized` and
+:func:`fit_regression` train any of these regressors the same way.
+
 A batch of graphs of different sizes is padded to ``N`` nodes and held in
 :class:`Graphs`: node features ``(B, N, F)``, edge features ``(B, N, N, E)``,
 a boolean adjacency ``(B, N, N)`` and a node mask ``(B, N)`` (True at real
@@ -35,7 +42,11 @@ from torch import nn
 
 from papers30 import _checks
 from papers30.recurrent import GRUCell
+from papers30.runtime import generator
 from papers30.sets import Set2Set
+from papers30.training import History, fit
+
+MESSAGES = ("edge", "plain")
 
 
 class Graphs(NamedTuple):
@@ -154,6 +165,29 @@ class EdgeNetwork(nn.Module):
         return self.net(edges).unflatten(-1, (self.width, self.width))
 
 
+class PlainMessage(nn.Module):
+    """The plain message ``M = W h_w``: one learned matrix ``W (D, D)`` for every bond, whatever its type.
+
+    A drop-in replacement for :class:`EdgeNetwork` that ignores the edge
+    features: ``forward(edges (..., E)) -> W`` broadcast to ``(..., D, D)``.
+    """
+
+    def __init__(self, edge_features: int, width: int) -> None:
+        super().__init__()
+        _checks.positive_int("edge_features", edge_features)
+        _checks.positive_int("width", width)
+        self.edge_features, self.width = edge_features, width
+        self.weight = nn.Parameter(torch.randn(width, width) / width)  # the spread of EdgeNetwork's start
+
+    def forward(self, edges: torch.Tensor) -> torch.Tensor:
+        """``W`` broadcast to ``(..., D, D)`` for edge features ``edges (..., E)`` (their values are ignored)."""
+        _checks.tensor("edges", edges, kind="float")
+        if edges.dim() == 0:
+            raise ValueError("edges must have at least 1 dimension, got a scalar")
+        _checks.size_matches("edges", edges.shape[-1], self.edge_features, "feature size")
+        return self.weight.expand(*edges.shape[:-1], self.width, self.width)
+
+
 class MPNN(nn.Module):
     """A message passing neural network: edge-network messages, GRU update, set2set readout.
 
@@ -170,6 +204,8 @@ class MPNN(nn.Module):
         readout_steps: ``P >= 1`` set2set steps.
         out_features: outputs per graph.
         edge_hidden: hidden width of the edge network.
+        message: ``"edge"`` (the edge network ``A(e_vw) h_w``) or
+            ``"plain"`` (``W h_w``, the same matrix for every bond).
 
     ``forward(nodes (B, N, F), edges (B, N, N, E), adjacency (B, N, N),
     mask (B, N) | None) -> (B, out_features)``.
@@ -184,6 +220,7 @@ class MPNN(nn.Module):
         readout_steps: int = 3,
         out_features: int = 1,
         edge_hidden: int = 32,
+        message: str = "edge",
     ) -> None:
         super().__init__()
         _checks.positive_int("node_features", node_features)
@@ -194,10 +231,14 @@ class MPNN(nn.Module):
             raise ValueError(f"steps must be >= 0, got {steps}")
         _checks.positive_int("readout_steps", readout_steps)
         _checks.positive_int("out_features", out_features)
+        _checks.one_of("message", message, MESSAGES)
         self.node_features, self.edge_features = node_features, edge_features
-        self.width, self.steps = width, steps
+        self.width, self.steps, self.message = width, steps, message
         self.embed = nn.Linear(node_features, width)
-        self.edge_net = EdgeNetwork(edge_features, width, edge_hidden)
+        if message == "edge":
+            self.edge_net: nn.Module = EdgeNetwork(edge_features, width, edge_hidden)
+        else:
+            self.edge_net = PlainMessage(edge_features, width)
         self.update = GRUCell(width, width)
         self.readout = Set2Set(width, readout_steps)
         self.head = nn.Linear(2 * width, out_features)
@@ -234,3 +275,137 @@ class MPNN(nn.Module):
         """Graph outputs ``(B, out_features)``; see the class docstring."""
         h = self.node_states(nodes, edges, adjacency, mask)
         return self.head(self.readout(h, mask))  # eq. (mpnn-read)
+
+
+# --------------------------------------------------------------- the fingerprint baseline
+
+_PRIME = 2_147_483_647  # 2^31 - 1: every product below stays under 2^62, so int64 never overflows
+
+
+def _mix(x: torch.Tensor, salt: int) -> torch.Tensor:
+    """A quadratic hash of non-negative int64 values below ``2^62`` to ``[0, P)`` (``P = 2^31 - 1``)."""
+    x = x % _PRIME
+    square = (x * x) % _PRIME
+    return ((square * 48_271) % _PRIME + (x * 16_807) % _PRIME + salt * 69_621 + 1) % _PRIME
+
+
+def atom_environments(graphs: Graphs, radius: int) -> torch.Tensor:
+    """Hashed identifiers of every atom's environment up to ``radius`` bonds, as in Morgan/ECFP fingerprints.
+
+    Returns ``(B, N, radius + 1)`` int64, ``-1`` at padding nodes. Column
+    ``r`` identifies the radius-``r`` environment of the atom: column 0 its
+    type; column ``r`` its column ``r - 1`` together with the multiset of
+    ``(bond type, column r - 1 of the neighbour)`` over its bonds (the
+    Weisfeiler-Lehman refinement). Two atoms with the same environment get
+    the same identifier; different environments collide with probability
+    about ``2^-31``. Atom and bond types are read as the argmax of the one-hot
+    ``graphs.nodes`` and ``graphs.edges``.
+    """
+    if not isinstance(graphs, Graphs):
+        raise TypeError(f"graphs must be a papers30.graphs.Graphs, got {type(graphs).__name__}")
+    if isinstance(radius, bool) or not isinstance(radius, int) or radius < 0:
+        raise ValueError(f"radius must be an int >= 0, got {radius!r}")
+    atoms = graphs.nodes.argmax(-1).long()  # (B, N)
+    bonds = graphs.edges.argmax(-1).long()  # (B, N, N)
+    E = graphs.edges.shape[-1]
+    real = graphs.mask[:, :, None] & graphs.mask[:, None, :]
+    links = (graphs.adjacency & real).long()  # (B, N, N): bonds between real atoms
+    h = _mix(atoms, 0)
+    ids = [h]
+    for r in range(1, radius + 1):
+        # a hash of each (bond type, neighbour identifier); summing them hashes the multiset
+        neighbours = _mix(h[:, None, :] * E + bonds, r)  # (B, v, w)
+        h = _mix(h * 65_537 + (neighbours * links).sum(-1), r)
+        ids.append(h)
+    return torch.stack(ids, dim=-1).masked_fill(~graphs.mask[..., None], -1)
+
+
+def count_fingerprint(graphs: Graphs, radius: int, size: int = 1024) -> torch.Tensor:
+    """A count fingerprint ``(B, size)`` float: how often each environment up to ``radius`` bonds occurs.
+
+    Every real atom adds one count, at radius ``0 .. radius``, to the bin
+    ``identifier mod size`` of its environment (:func:`atom_environments`),
+    as the folded count version of an ECFP fingerprint of diameter
+    ``2 * radius`` does. Radius 0 is the *bag of atoms*: counts of atom types.
+    """
+    _checks.positive_int("size", size)
+    ids = atom_environments(graphs, radius)
+    B = ids.shape[0]
+    real = ids >= 0
+    bins = (ids % size).masked_fill(~real, 0).reshape(B, -1)
+    counts = torch.zeros(B, size, dtype=graphs.nodes.dtype, device=ids.device)
+    return counts.scatter_add_(1, bins, real.reshape(B, -1).to(counts.dtype))
+
+
+# ------------------------------------------------------------------- training regressors
+
+
+class Standardized(nn.Module):
+    """A regressor that is trained on the standardised target and answers in the target's units.
+
+    ``forward(*inputs) = net(*inputs)[..., 0] * std + mean``, with ``mean``
+    and ``std`` of the training targets ``y (B,)``; ``net`` has one output.
+    """
+
+    def __init__(self, net: nn.Module, y: torch.Tensor) -> None:
+        super().__init__()
+        if not isinstance(net, nn.Module):
+            raise TypeError(f"net must be a torch.nn.Module, got {type(net).__name__}")
+        _checks.tensor("y", y, ndim=1, kind="float")
+        if y.numel() < 2 or not float(y.std()) > 0:
+            raise ValueError("y must hold at least two different targets to standardise them")
+        self.net = net
+        self.register_buffer("mean", y.mean().detach().clone())
+        self.register_buffer("std", y.std().detach().clone())
+
+    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
+        """Predictions ``(B,)`` in the target's units."""
+        return self.net(*inputs)[..., 0] * self.std + self.mean
+
+
+def _rows(inputs: Graphs | torch.Tensor, index: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    return tuple(inputs.select(index)) if isinstance(inputs, Graphs) else (inputs[index],)
+
+
+def fit_regression(
+    model: Standardized,
+    inputs: Graphs | torch.Tensor,
+    y: torch.Tensor,
+    *,
+    steps: int,
+    batch: int,
+    lr: float,
+    seed: int,
+    clip: float = 1.0,
+    stop_after: int | None = None,
+) -> History:
+    """Train ``model`` on the mean squared error of the standardised target; return the :class:`History`.
+
+    ``inputs``: a :class:`Graphs` batch (the model is called as
+    ``model(*graphs)``) or a tensor ``(B, F)`` (``model(x)``); ``y (B,)``.
+    Adam with learning rate ``lr`` decaying to zero on a cosine over
+    ``steps`` steps, gradient norm clipped at ``clip``; each step draws
+    ``batch`` random training examples from a generator seeded with ``seed``
+    (:func:`papers30.runtime.generator`), so two models trained with the same
+    seed and data see the same batches in the same order. The recorded loss
+    is in units of the target's variance.
+    """
+    if not isinstance(model, Standardized):
+        raise TypeError(f"model must be a papers30.graphs.Standardized, got {type(model).__name__}")
+    if not isinstance(inputs, (Graphs, torch.Tensor)):
+        raise TypeError(f"inputs must be a Graphs batch or a tensor, got {type(inputs).__name__}")
+    _checks.tensor("y", y, ndim=1, kind="float")
+    n = len(inputs.mask) if isinstance(inputs, Graphs) else len(inputs)
+    _checks.size_matches("y", len(y), n, "length")
+    _checks.positive_int("batch", batch)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    draw = generator(seed)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        index = torch.randint(n, (batch,), generator=draw).to(y.device)
+        return (((model(*_rows(inputs, index)) - y[index]) / model.std) ** 2).mean()
+
+    return fit(model, opt, loss_fn, steps, scheduler=schedule, clip=clip, stop_after=stop_after)

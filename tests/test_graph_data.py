@@ -18,7 +18,7 @@ from papers30.data.graphs import (
 
 
 def bfs_count(adj: np.ndarray, types: list[int], hops: int, source: int, target: int) -> int:
-    """Independent label: one breadth-first search per source atom, with a queue."""
+    """Independent label: one breadth-first search per source atom, with a queue; ``adj`` holds the usable bonds."""
     n, total = len(types), 0
     for u in range(n):
         if types[u] != source:
@@ -54,6 +54,28 @@ def test_pairs_within_hops_match_bfs(hops, source, target, gen):
         types = g.nodes[b, :n].argmax(-1).tolist()
         adj = g.adjacency[b, :n, :n].numpy()
         assert got[b].item() == bfs_count(adj, types, hops, source, target)
+
+
+@pytest.mark.parametrize("bonds", [[0], [1, 2], [2, 0, 1]])
+@pytest.mark.parametrize("hops", [1, 3])
+def test_pairs_within_hops_along_some_bond_types_match_bfs(hops, bonds, gen):
+    g = random_molecules(8, gen, min_nodes=3, max_nodes=10, ring_bonds=2)
+    got = pairs_within_hops(g, hops, 0, 1, bonds=bonds)
+    for b in range(8):
+        n = int(g.mask[b].sum())
+        types = g.nodes[b, :n].argmax(-1).tolist()
+        kinds = g.edges[b, :n, :n].argmax(-1).numpy()
+        usable = g.adjacency[b, :n, :n].numpy() & np.isin(kinds, bonds)  # bonds of the listed types only
+        assert got[b].item() == bfs_count(usable, types, hops, 0, 1)
+
+
+def test_molecule_task_with_bond_types_counts_a_subset(gen):
+    graphs, y = molecule_task(300, 3, gen, bonds=[1, 2])
+    everything = pairs_within_hops(graphs, 3)
+    assert bool((y <= everything).all())
+    assert (y < everything).float().mean() > 0.3  # the bond types change many labels
+    again = pairs_within_hops(graphs, 3, bonds=[2, 1])
+    assert torch.equal(y, again)
 
 
 def test_labels_need_more_than_one_hop(gen):
@@ -99,6 +121,9 @@ def test_random_molecules_are_seeded():
         (lambda g: random_molecules(2, g, max_degree=1), ValueError, "max_degree"),
         (lambda g: pairs_within_hops(random_molecules(2, g), 0), ValueError, "hops"),
         (lambda g: pairs_within_hops(random_molecules(2, g), 1, source=3), ValueError, "source"),
+        (lambda g: pairs_within_hops(random_molecules(2, g), 1, bonds=[3]), ValueError, "bonds"),
+        (lambda g: pairs_within_hops(random_molecules(2, g), 1, bonds=[]), ValueError, "bonds"),
+        (lambda g: molecule_task(2, 1, g, bonds="1"), ValueError, "bonds"),
         (lambda g: hop_distances(torch.zeros(1, 2, 2)), TypeError, "adjacency"),
     ],
 )

@@ -6,13 +6,17 @@ atom has more than ``max_degree`` bonds, plus a few ring-closing bonds.
 :func:`pairs_within_hops` labels each graph with a count that a message
 passing network can only compute after enough steps: the number of pairs
 (atom of type ``source``, atom of type ``target``) at most ``hops`` bonds
-apart. :func:`molecule_task` puts the two together.
+apart, optionally along paths that use only some bond types (``bonds``), so
+that the label depends on the bond types as well as on the bonds.
+:func:`molecule_task` puts the two together.
 
 Shapes follow :mod:`papers30.graphs`: ``B`` graphs, ``N`` nodes (padded),
 ``F`` node types, ``E`` bond types.
 """
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 
@@ -121,32 +125,45 @@ def hop_distances(adjacency: torch.Tensor) -> torch.Tensor:
     return dist
 
 
-def pairs_within_hops(graphs: Graphs, hops: int, source: int = 0, target: int = 1) -> torch.Tensor:
+def pairs_within_hops(
+    graphs: Graphs, hops: int, source: int = 0, target: int = 1, bonds: Sequence[int] | None = None
+) -> torch.Tensor:
     """Per graph, the number of ordered pairs ``(u, v)``, ``u`` of type ``source`` and ``v`` of type ``target``,
     with ``1 <= d(u, v) <= hops`` bonds. Returns ``(B,)`` float.
 
-    Node types are read from the one-hot ``graphs.nodes``. With ``source !=
-    target`` each unordered pair is counted once.
+    Node types are read from the one-hot ``graphs.nodes``, bond types from
+    the one-hot ``graphs.edges``. ``bonds``: the bond types a path may use
+    (``None``: all of them); ``d`` is then the shortest-path length in the
+    graph of those bonds only. With ``source != target`` each unordered pair
+    is counted once.
     """
     _checks.positive_int("hops", hops)
-    F = graphs.nodes.shape[-1]
+    F, E = graphs.nodes.shape[-1], graphs.edges.shape[-1]
     for name, value in [("source", source), ("target", target)]:
         if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < F:
             raise ValueError(f"{name} must be a node type in 0..{F - 1}, got {value!r}")
-    dist = hop_distances(graphs.adjacency)
+    adjacency = graphs.adjacency
+    if bonds is not None:
+        if isinstance(bonds, (str, bytes)) or not isinstance(bonds, Sequence) or not bonds or any(
+                isinstance(b, bool) or not isinstance(b, int) or not 0 <= b < E for b in bonds):
+            raise ValueError(f"bonds must be a non-empty sequence of bond types in 0..{E - 1}, got {bonds!r}")
+        adjacency = adjacency & (graphs.edges[..., list(bonds)].sum(-1) > 0)
+    dist = hop_distances(adjacency)
     near = (dist >= 1) & (dist <= hops)
     is_src = (graphs.nodes[..., source] > 0) & graphs.mask
     is_tgt = (graphs.nodes[..., target] > 0) & graphs.mask
     return (near & is_src[:, :, None] & is_tgt[:, None, :]).sum(dim=(1, 2)).float()
 
 
-def molecule_task(count: int, hops: int, generator: torch.Generator, **kwargs) -> tuple[Graphs, torch.Tensor]:
+def molecule_task(
+    count: int, hops: int, generator: torch.Generator, *, bonds: Sequence[int] | None = None, **kwargs
+) -> tuple[Graphs, torch.Tensor]:
     """``(graphs, y)``: marked molecules and, per graph, the number of type-1 atoms within ``hops`` bonds of
-    the marked atom.
+    the marked atom, along paths of the bond types ``bonds`` only (``None``: any bond).
 
     :func:`random_molecules` with ``marked=True`` (other ``kwargs`` passed
     on), labelled by :func:`pairs_within_hops` with ``source=0, target=1``;
     ``y (B,)`` float.
     """
     graphs = random_molecules(count, generator, marked=True, **kwargs)
-    return graphs, pairs_within_hops(graphs, hops, source=0, target=1)
+    return graphs, pairs_within_hops(graphs, hops, source=0, target=1, bonds=bonds)
