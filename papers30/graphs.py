@@ -49,7 +49,14 @@ from papers30.training import History, fit
 MESSAGES = ("edge", "plain")
 
 
-class Graphs(NamedTuple):
+class _GraphFields(NamedTuple):
+    nodes: torch.Tensor
+    edges: torch.Tensor
+    adjacency: torch.Tensor
+    mask: torch.Tensor
+
+
+class Graphs(_GraphFields):
     """A padded batch of graphs; unpack it into a model: ``model(*graphs)``.
 
     Fields: ``nodes (B, N, F)`` float, ``edges (B, N, N, E)`` float,
@@ -57,10 +64,12 @@ class Graphs(NamedTuple):
     the diagonal and at padding nodes), ``mask (B, N)`` bool.
     """
 
-    nodes: torch.Tensor
-    edges: torch.Tensor
-    adjacency: torch.Tensor
-    mask: torch.Tensor
+    __slots__ = ()
+
+    def __new__(cls, nodes: torch.Tensor, edges: torch.Tensor, adjacency: torch.Tensor, mask: torch.Tensor) -> "Graphs":
+        for name, value in (("nodes", nodes), ("edges", edges), ("adjacency", adjacency), ("mask", mask)):
+            _checks.tensor(name, value)
+        return super().__new__(cls, nodes, edges, adjacency, mask)
 
     def to(self, device: torch.device | str) -> Graphs:
         """The same batch on ``device``."""

@@ -137,6 +137,8 @@ def pairs_within_hops(
     graph of those bonds only. With ``source != target`` each unordered pair
     is counted once.
     """
+    if not isinstance(graphs, Graphs):
+        raise TypeError(f"graphs must be a Graphs batch, got {type(graphs).__name__}")
     _checks.positive_int("hops", hops)
     F, E = graphs.nodes.shape[-1], graphs.edges.shape[-1]
     for name, value in [("source", source), ("target", target)]:
