@@ -175,6 +175,14 @@ def _matches_shallow(value: object, hint: object) -> bool:
     return _matches(value, hint if origin is None else origin)
 
 
+def same_kind(name: str, value: object, like: object) -> None:
+    """Raise ``TypeError`` unless ``value`` has the type of ``like`` (any two numbers count as alike)."""
+    numbers = (int, float)
+    same = isinstance(value, type(like)) or isinstance(like, type(value))
+    if not same and not (isinstance(value, numbers) and isinstance(like, numbers)):
+        raise TypeError(f"{name} must be of the same type as {type(like).__name__}, got {type(value).__name__}")
+
+
 def nonempty(name: str, value: object) -> None:
     """Raise ``ValueError`` when the sequence ``value`` is empty."""
     if len(value) == 0:  # type: ignore[arg-type]

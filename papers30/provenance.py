@@ -146,13 +146,67 @@ def run_files(chapter: int, source: str | None = None) -> list[Path]:
     return files
 
 
-def run_hash(chapter: int, source: str | None = None) -> str:
-    """16 hex digits over :func:`run_files` and the chapter's declared criteria; a recorded run
-    made with a different hash is stale (its numbers may no longer follow from the code)."""
+class _StripChecks(ast.NodeTransformer):
+    """Remove what cannot change a computed number: docstrings, ``_checks`` calls and decorators,
+    and ``if ...: raise ...`` blocks (argument validation)."""
+
+    @staticmethod
+    def _is_check_call(node: ast.AST) -> bool:
+        func = node.func if isinstance(node, ast.Call) else node
+        return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "_checks"
+
+    def _body(self, body: list[ast.stmt]) -> list[ast.stmt]:
+        out = []
+        for i, stmt in enumerate(body):
+            if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
+                    and isinstance(stmt.value.value, str):
+                continue  # docstring
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and self._is_check_call(stmt.value):
+                continue
+            if isinstance(stmt, ast.ImportFrom) and [a.name for a in stmt.names] == ["_checks"]:
+                continue
+            if isinstance(stmt, ast.If) and not stmt.orelse and (
+                    all(isinstance(b, ast.Raise) for b in stmt.body) or not self._body(list(stmt.body))):
+                continue  # raises, or only validates
+            if isinstance(stmt, ast.For) and all(isinstance(b, (ast.Expr, ast.If)) for b in stmt.body) \
+                    and not self._body(stmt.body):
+                continue  # a loop that only validates
+            stmt = self.visit(stmt)
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not stmt.body:
+                continue  # a method that only validated (``__post_init__`` and the like)
+            out.append(stmt)
+        return out
+
+    def generic_visit(self, node: ast.AST) -> ast.AST:
+        for field in ("body", "orelse", "finalbody"):
+            value = getattr(node, field, None)
+            if isinstance(value, list) and value and isinstance(value[0], ast.stmt):
+                setattr(node, field, self._body(value))
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            node.decorator_list = [d for d in node.decorator_list if not self._is_check_call(d)]
+        for child in ast.iter_child_nodes(node):
+            if not isinstance(child, ast.stmt):
+                self.visit(child)
+        return node
+
+
+def code_fingerprint(text: str | bytes, name: str = "") -> bytes:
+    """What of a file can change a run's numbers: for Python, its syntax tree without docstrings,
+    comments, formatting or argument validation (see :class:`_StripChecks`); other files as they are."""
+    if not name.endswith(".py"):
+        return text if isinstance(text, bytes) else text.encode()
+    tree = _StripChecks().visit(ast.parse(text))
+    return ast.dump(tree, include_attributes=False).encode()
+
+
+def run_hash(chapter: int, source: str | None = None, read: Callable[[Path], bytes] | None = None) -> str:
+    """16 hex digits over the :func:`code_fingerprint` of :func:`run_files` and the chapter's declared
+    criteria; a recorded run made with a different hash is stale (its numbers may no longer follow
+    from the code). ``read`` reads a file (default: from disk; ``tools/restamp.py`` reads a commit)."""
     h = hashlib.sha256()
     for f in run_files(chapter, source):
         h.update(f.relative_to(PACKAGE).as_posix().encode())
-        h.update(_read(f))
+        h.update(code_fingerprint((read or _read)(f), f.name))
     criteria = [{k: getattr(d, k) for k in CRITERION_FIELDS} for d in declarations(chapter)]
     h.update(json.dumps(criteria, sort_keys=True).encode())
     return h.hexdigest()[:16]

@@ -22,6 +22,8 @@ from typing import TypeVar
 import numpy as np
 import torch
 
+from papers30 import _checks
+
 SCALES = ("small", "large", "paper")
 T = TypeVar("T")
 
@@ -142,13 +144,9 @@ def pick(small: T, paper: T, large: T | None = None) -> T:
 
     A chapter without a ``large`` setting runs its ``paper`` one at ``large``.
     """
-    numbers = (int, float)
-    for name, value in (("paper", paper), ("large", large)):
-        if value is None and name == "large":
-            continue
-        same = isinstance(value, type(small)) or isinstance(small, type(value))
-        if not same and not (isinstance(value, numbers) and isinstance(small, numbers)):
-            raise TypeError(f"{name} must be of the same type as small ({type(small).__name__}), got {type(value).__name__}")
+    _checks.same_kind("paper", paper, small)
+    if large is not None:
+        _checks.same_kind("large", large, small)
     chosen = scale()
     if chosen == "small":
         return small

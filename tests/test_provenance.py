@@ -181,13 +181,46 @@ def test_run_hash_ignores_presentation_modules_but_not_numerical_code(tmp_path, 
     reads = provenance._read
 
     def edited(target):
-        return lambda path: reads(path) + (b"# edit" if path.name == target else b"")
+        return lambda path: reads(path) + (b"\nx_edit = 1\n" if path.name == target else b"")
 
     monkeypatch.setattr(provenance, "_read", edited("_checks.py"))
     assert run_hash(chapter) == before and chapter_hash(chapter) != chapter_before
     numeric = sorted(names)[0]
     monkeypatch.setattr(provenance, "_read", edited(numeric))
     assert run_hash(chapter) != before
+
+
+def test_code_fingerprint_ignores_docstrings_comments_and_validation_only():
+    """Reference: hand-written pairs of sources that compute the same thing, and ones that do not."""
+    from papers30.provenance import code_fingerprint
+
+    base = """
+def f(x, n):
+    \"\"\"Doc.\"\"\"
+    _checks.positive_int("n", n)
+    if n > 10:
+        raise ValueError("n")
+    return x * n
+"""
+    same = """
+def f(x, n):
+    # a comment, no docstring, no checks
+    return x * n
+"""
+    differs = """
+def f(x, n):
+    return x * n + 1
+"""
+    partial_raise = """
+def f(x, n):
+    if n > 10:
+        n = 10
+    return x * n
+"""
+    fp = code_fingerprint(base, "m.py")
+    assert fp == code_fingerprint(same, "m.py")
+    assert fp != code_fingerprint(differs, "m.py") and fp != code_fingerprint(partial_raise, "m.py")
+    assert code_fingerprint(b"abc", "data.txt") == b"abc"
 
 
 def test_recorded_run_round_trip_and_staleness(tmp_path):

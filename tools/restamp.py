@@ -1,14 +1,14 @@
 """Re-stamp a recorded run whose numbers still follow from the code, after the hash definition changed.
 
 A recorded run (``book/results/chNN.json``) stores the hash of the code it
-was made with. When only presentation code changed since (argument checks,
-display, ledger, plotting...), its numbers still follow from the code and
-re-running it (often half an hour of CPU) would reproduce them. This tool
-checks that with git, never by trust: the chapter's numerical files
-(:func:`papers30.provenance.run_files`) must be byte-identical at the run's
-recorded commit and in the working tree, and the chapter's declared criteria
-must be the same. Only then is the stored hash replaced by the current
-:func:`papers30.provenance.run_hash`.
+was made with. When only code that cannot change its numbers changed since
+(presentation modules, docstrings, argument checks), re-running it (often
+half an hour of CPU) would reproduce them. This tool checks that with git,
+never by trust: the run hash (:func:`papers30.provenance.run_hash`, over the
+syntax trees of the chapter's numerical files without docstrings and
+validation) must be the same computed from the files at the run's recorded
+commit and from the working tree, and the chapter's declared criteria must be
+the same. Only then is the stored hash replaced by the current one.
 
     python tools/restamp.py 8
 """
@@ -35,12 +35,18 @@ def main() -> int:
     path = provenance.results_path(args.chapter)
     run = json.loads(path.read_text(encoding="utf-8"))
     commit = run["commit"].removesuffix("+dirty")
-    files = [f.relative_to(ROOT).as_posix() for f in provenance.run_files(args.chapter)]
-    diff = subprocess.run(["git", "diff", "--stat", commit, "--", *files], cwd=ROOT, capture_output=True, text=True,
-                          check=True).stdout.strip()
-    if diff:
-        print(f"chapter {args.chapter}: numerical code changed since {commit}; rerun make reproduce CH={args.chapter}")
-        print(diff)
+    def at_commit(path: Path) -> bytes:
+        rel = path.relative_to(ROOT).as_posix()
+        shown = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=ROOT, capture_output=True, check=False)
+        return shown.stdout if shown.returncode == 0 else b"<missing at " + commit.encode() + b">"
+
+    then_hash, now_hash = provenance.run_hash(args.chapter, read=at_commit), provenance.run_hash(args.chapter)
+    if then_hash != now_hash:
+        changed = [f.relative_to(ROOT).as_posix() for f in provenance.run_files(args.chapter)
+                   if provenance.code_fingerprint(at_commit(f), f.name)
+                   != provenance.code_fingerprint(f.read_bytes(), f.name)]
+        print(f"chapter {args.chapter}: numerical code changed since {commit} in {', '.join(changed)}; "
+              f"rerun make reproduce CH={args.chapter}")
         return 1
     old = tomllib.loads(subprocess.run(["git", "show", f"{commit}:papers30/data/papers.toml"], cwd=ROOT,
                                        capture_output=True, text=True, check=True).stdout)
