@@ -171,6 +171,7 @@ def _swap_pairs(
     return out
 
 
+@_checks.typed
 def mix(state: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Run the mixing automaton for ``steps`` time steps; return the new ``(B, H, W)`` state.
 
@@ -202,6 +203,7 @@ def mix(state: torch.Tensor, steps: int, generator: torch.Generator | None = Non
     return state
 
 
+@_checks.typed
 def mixing_run(
     state: torch.Tensor, times: Sequence[int], generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -420,6 +422,7 @@ def occupancy(positions: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return counts.view(b, height, width)
 
 
+@_checks.typed
 def coffee_run(
     size: int,
     times: Sequence[int],
@@ -649,6 +652,8 @@ def peak(times: Sequence[float], values: torch.Tensor) -> tuple[float, float, in
     Ties go to the earliest sample.
     """
     _checks.tensor("values", values, ndim=1)
+    if values.dtype == torch.bool or values.is_complex():
+        raise TypeError(f"values must be a real-valued tensor, got {values.dtype}")
     times = list(times)
     _checks.size_matches("times", len(times), values.shape[0], "length")
     if not times:
