@@ -16,10 +16,13 @@ be read next to its equation and tested on its own:
 * :func:`read` and :func:`write`: the weighted read, eq. (ntm-read), and the
   erase-then-add write, eq. (ntm-write).
 
-:class:`NTMCell` puts them around an LSTM controller (the cell of
-:mod:`papers30.recurrent`) with one read and one write head, :class:`NTM` runs
-it over a sequence, and :class:`LSTMSequence` is the plain-LSTM baseline with
-the same interface. :func:`bit_errors` scores the copy task.
+:class:`NTMCell` puts them around a controller, an LSTM (the cell of
+:mod:`papers30.recurrent`) or a feedforward layer, as in the paper's two
+variants, with one read and one write head; :class:`NTM` runs it over a
+sequence, and :class:`LSTMSequence` is the plain-LSTM baseline with the same
+interface. :func:`bit_errors` scores the copy task, :func:`train_copy` trains
+either model on it, and :func:`copy_loop` summarises where the heads of a
+trained NTM went (the paper's Fig. 6).
 
 Shapes: ``B`` batch, ``T`` time steps, ``D`` input width, ``O`` output
 width, ``H`` controller width, ``N`` memory slots, ``M`` slot width, ``S``
@@ -35,7 +38,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from papers30 import _checks
+from papers30.data.synthetic import copy_task
 from papers30.recurrent import LSTM, LSTMCell
+from papers30.runtime import get_device
+from papers30.training import History, fit
 
 EPS = 1e-8
 
@@ -65,7 +71,7 @@ def content_addressing(memory: torch.Tensor, key: torch.Tensor, beta: torch.Tens
     _checks.size_matches("key", k.shape[0], mem.shape[0], "batch size")
     _checks.size_matches("key", k.shape[1], mem.shape[2], "width")
     b = _per_row("beta", beta, mem.shape[0])
-    dot = (mem @ k.unsqueeze(-1)).squeeze(-1)  # (B, N): k . M_i
+    dot = (mem * k.unsqueeze(1)).sum(-1)  # (B, N): k . M_i
     norms = mem.norm(dim=-1) * k.norm(dim=-1, keepdim=True)  # (B, N): |k| |M_i|
     similarity = dot / (norms + EPS)
     return torch.softmax(b * similarity, dim=-1)
@@ -95,27 +101,25 @@ def circular_shift(w: torch.Tensor, shift: torch.Tensor) -> torch.Tensor:
     w = _weighting("w", w)
     s = _checks.tensor("shift", shift, ndim=2, kind="float")
     _checks.size_matches("shift", s.shape[0], w.shape[0], "batch size")
-    S, N = s.shape[1], w.shape[1]
+    S = s.shape[1]
     if S % 2 == 0:
         raise ValueError(f"shift must have an odd number of columns, got {S}")
-    offsets = torch.arange(S, device=w.device) - S // 2  # (S,): -R .. R
-    slots = torch.arange(N, device=w.device)
-    source = (slots[:, None] - offsets[None, :]) % N  # (N, S): slot read for shift k
-    gathered = w[:, source]  # (B, N, S)
-    return (gathered * s[:, None, :]).sum(-1)
+    # one rotated copy of w per allowed offset -R .. R, weighted by its probability
+    return sum(s[:, k : k + 1] * torch.roll(w, k - S // 2, dims=1) for k in range(S))
 
 
 def sharpen(w: torch.Tensor, gamma: torch.Tensor) -> torch.Tensor:
     """Sharpened weighting, eq. (ntm-sharpen): ``w_i^gamma / sum_j w_j^gamma``.
 
     ``w (B, N)`` non-negative, ``gamma (B,)`` or ``(B, 1)``, ``gamma >= 1``.
-    Returns ``(B, N)``. Weights are floored at a tiny epsilon so that the
-    gradient with respect to ``gamma`` stays finite where ``w_i = 0``.
+    Returns ``(B, N)``. Computed as ``softmax(gamma * log w)``, the same
+    ratio without overflow; weights are floored at a tiny epsilon so that the
+    logarithm and the gradient with respect to ``gamma`` stay finite where
+    ``w_i = 0``.
     """
     w = _weighting("w", w)
     g = _per_row("gamma", gamma, w.shape[0])
-    powered = w.clamp_min(EPS) ** g
-    return powered / powered.sum(-1, keepdim=True)
+    return torch.softmax(g * w.clamp_min(EPS).log(), dim=-1)
 
 
 def address(
@@ -172,8 +176,9 @@ def write(memory: torch.Tensor, w: torch.Tensor, erase: torch.Tensor, add: torch
 class NTMState(NamedTuple):
     """Everything an :class:`NTMCell` carries from one step to the next.
 
-    ``h, c (B, H)`` controller state; ``memory (B, N, M)``; ``w_read, w_write
-    (B, N)`` the heads' last weightings; ``r (B, M)`` the last read vector.
+    ``h, c (B, H)`` controller state (``c`` stays zero for a feedforward
+    controller); ``memory (B, N, M)``; ``w_read, w_write (B, N)`` the heads'
+    last weightings; ``r (B, M)`` the last read vector.
     """
 
     h: torch.Tensor
@@ -184,14 +189,19 @@ class NTMState(NamedTuple):
     r: torch.Tensor
 
 
-class NTMCell(nn.Module):
-    """One step of an NTM with an LSTM controller, one read head and one write head.
+CONTROLLERS = ("lstm", "feedforward")
 
-    At each step the controller reads ``[x_t, r_{t-1}]``; a linear layer of its
-    new state emits each head's ``key, beta, gate, shift, gamma`` (the write
+
+class NTMCell(nn.Module):
+    """One step of an NTM with one read head and one write head.
+
+    At each step the controller reads ``[x_t, r_{t-1}]``: an LSTM cell
+    (``controller="lstm"``) or one ``tanh`` layer with no state of its own
+    (``"feedforward"``), the paper's two variants. A linear layer of its
+    output emits each head's ``key, beta, gate, shift, gamma`` (the write
     head also ``erase`` and ``add``); the write head updates the memory, then
     the read head reads it; the output is a linear function of the controller
-    state and the new read vector.
+    output and the new read vector.
 
     ``forward(x (B, D), state | None) -> (y (B, O), state)``.
     """
@@ -204,6 +214,7 @@ class NTMCell(nn.Module):
         memory_slots: int = 32,
         memory_width: int = 8,
         shift_range: int = 1,
+        controller: str = "lstm",
     ) -> None:
         super().__init__()
         for name, v in (("input_size", input_size), ("output_size", output_size),
@@ -214,9 +225,14 @@ class NTMCell(nn.Module):
             raise TypeError(f"shift_range must be an int, got {type(shift_range).__name__}")
         if not 0 <= shift_range < memory_slots:
             raise ValueError(f"shift_range must be in [0, memory_slots), got {shift_range}")
+        _checks.one_of("controller", controller, CONTROLLERS)
         self.input_size, self.output_size = input_size, output_size
         self.N, self.M, self.S = memory_slots, memory_width, 2 * shift_range + 1
-        self.controller = LSTMCell(input_size + memory_width, controller_size)
+        self.controller_kind, self.controller_size = controller, controller_size
+        if controller == "lstm":
+            self.controller = LSTMCell(input_size + memory_width, controller_size)
+        else:
+            self.controller = nn.Linear(input_size + memory_width, controller_size)
         self.head_sizes = [memory_width, 1, 1, self.S, 1]  # key, beta, gate, shift, gamma
         self.read_head = nn.Linear(controller_size, sum(self.head_sizes))
         self.write_head = nn.Linear(controller_size, sum(self.head_sizes) + 2 * memory_width)
@@ -224,7 +240,7 @@ class NTMCell(nn.Module):
 
     def initial_state(self, batch: int, like: torch.Tensor) -> NTMState:
         """The start state: zero controller, memory filled with ``1e-6``, both heads on slot 0."""
-        zeros = like.new_zeros(batch, self.controller.hidden_size)
+        zeros = like.new_zeros(batch, self.controller_size)
         w0 = like.new_zeros(batch, self.N)
         w0[:, 0] = 1.0
         memory = like.new_full((batch, self.N, self.M), 1e-6)
@@ -235,13 +251,17 @@ class NTMCell(nn.Module):
         return address(memory, torch.tanh(key), F.softplus(beta), torch.sigmoid(gate),
                        torch.softmax(shift, dim=-1), 1 + F.softplus(gamma), w_prev)
 
+    def _control(self, inputs: torch.Tensor, s: NTMState) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.controller_kind == "lstm":
+            return self.controller(inputs, (s.h, s.c))
+        return torch.tanh(self.controller(inputs)), s.c
+
     def forward(self, x: torch.Tensor, state: NTMState | None = None) -> tuple[torch.Tensor, NTMState]:
         x = _checks.tensor("x", x, ndim=2, kind="float")
         _checks.size_matches("x", x.shape[1], self.input_size, "feature size")
         s = self.initial_state(x.shape[0], x) if state is None else state
-        h, c = self.controller(torch.cat([x, s.r], dim=-1), (s.h, s.c))
-        wp = self.write_head(h)
-        head, erase, add = wp.split([sum(self.head_sizes), self.M, self.M], dim=-1)
+        h, c = self._control(torch.cat([x, s.r], dim=-1), s)
+        head, erase, add = self.write_head(h).split([sum(self.head_sizes), self.M, self.M], dim=-1)
         w_write = self._address(head, s.memory, s.w_write)
         memory = write(s.memory, w_write, torch.sigmoid(erase), torch.tanh(add))
         w_read = self._address(self.read_head(h), memory, s.w_read)
@@ -257,7 +277,7 @@ class NTM(nn.Module):
     the weightings are returned so that they can be plotted.
     """
 
-    def __init__(self, input_size: int, output_size: int, **cell_args: int) -> None:
+    def __init__(self, input_size: int, output_size: int, **cell_args: int | str) -> None:
         super().__init__()
         self.cell = NTMCell(input_size, output_size, **cell_args)
 
@@ -272,15 +292,21 @@ class NTM(nn.Module):
 
 
 class LSTMSequence(nn.Module):
-    """The baseline: a :class:`papers30.recurrent.LSTM` and a linear read-out at every step.
+    """The baseline: an LSTM and a linear read-out at every step.
+
+    The LSTM is :class:`papers30.recurrent.LSTM`, or with ``fused=True``
+    ``torch.nn.LSTM``, whose parameters have the same names and which
+    computes the same function faster (chapter 3 shows the two equal).
 
     ``forward(x (B, T, D)) -> (y (B, T, O),)``, a one-tuple so that it is
     called like :class:`NTM`.
     """
 
-    def __init__(self, input_size: int, output_size: int, hidden_size: int = 64, num_layers: int = 1) -> None:
+    def __init__(self, input_size: int, output_size: int, hidden_size: int = 64, num_layers: int = 1,
+                 fused: bool = False) -> None:
         super().__init__()
-        self.lstm = LSTM(input_size, hidden_size, num_layers, batch_first=True)
+        runner = nn.LSTM if fused else LSTM
+        self.lstm = runner(input_size, hidden_size, num_layers, batch_first=True)
         self.output = nn.Linear(hidden_size, output_size)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor]:
@@ -313,3 +339,187 @@ def copy_logits(model: nn.Module, inputs: torch.Tensor, length: int) -> torch.Te
     _checks.positive_int("length", length)
     _checks.size_matches("inputs", x.shape[1], 2 * length + 1, "number of steps")
     return model(x)[0][:, length + 1:]
+
+
+def copy_scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
+    """Held-out scores on copy sequences of one length, without gradients.
+
+    ``inputs (B, 2L + 1, K + 1)`` and ``targets (B, L, K)`` from
+    :func:`papers30.data.synthetic.copy_task`, moved to the model's device.
+    Returns ``errors`` (mean wrong bits per sequence), ``bit_error_rate``
+    (wrong bits over all ``L K`` bits; 0.5 is chance) and ``perfect``
+    (fraction of sequences copied without a single wrong bit).
+    """
+    t = _checks.tensor("targets", targets, ndim=3, kind="float")
+    x = _checks.tensor("inputs", inputs, ndim=3, kind="float")
+    device = next(model.parameters()).device
+    with torch.no_grad():
+        wrong = bit_errors(copy_logits(model, x.to(device), t.shape[1]), t.to(device))
+    return {"errors": wrong.mean().item(), "bit_error_rate": wrong.mean().item() / (t.shape[1] * t.shape[2]),
+            "perfect": (wrong == 0).float().mean().item()}
+
+
+def train_copy(
+    model: nn.Module,
+    *,
+    lengths: tuple[int, int] = (1, 5),
+    width: int = 8,
+    steps: int = 1000,
+    batch_size: int = 64,
+    lr: float = 5e-3,
+    data_seed: int = 0,
+    validation: tuple[torch.Tensor, torch.Tensor] | None = None,
+    every: int = 50,
+    until: float | None = None,
+    clip: float = 10.0,
+    stop_after: int | None = None,
+) -> History:
+    """Train ``model`` on the copy task with Adam and the cross-entropy of eq. (ntm-loss).
+
+    Each step draws a length uniformly from ``lengths`` (inclusive) and a
+    batch of ``batch_size`` sequences of ``width`` bits from a generator
+    seeded with ``data_seed``, so two models given the same ``data_seed`` see
+    exactly the same batches. Gradients are clipped at norm ``clip``. Every
+    ``every`` steps the model is scored on ``validation`` (inputs and targets
+    of one length, see :func:`copy_scores`); training stops early once the
+    fraction of perfectly copied validation sequences reaches ``until``.
+    ``stop_after`` ends the run early without changing anything else (for
+    replaying a recorded run). Returns the :class:`papers30.training.History`.
+    """
+    lo, hi = lengths
+    _checks.positive_int("lengths[0]", lo)
+    _checks.positive_int("lengths[1]", hi)
+    if lo > hi:
+        raise ValueError(f"lengths must be (shortest, longest), got {lengths}")
+    if until is not None and validation is None:
+        raise ValueError("until needs a validation set to stop on")
+    device = next(model.parameters()).device
+    data = torch.Generator().manual_seed(data_seed)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        length = int(torch.randint(lo, hi + 1, (1,), generator=data))
+        x, y = copy_task(batch_size, length, width, data)
+        return F.binary_cross_entropy_with_logits(copy_logits(model, x.to(device), length), y.to(device))
+
+    evaluate = None
+    if validation is not None:
+        vx, vy = (t.to(device) for t in validation)
+        evaluate = lambda: copy_scores(model, vx, vy)  # noqa: E731
+    stop = None if until is None else (lambda m: m["perfect"] >= until)
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    return fit(model, optimizer, loss_fn, steps, clip=clip, evaluate=evaluate, every=every, until=stop,
+               stop_after=stop_after)
+
+
+class CopyRun(NamedTuple):
+    """A model trained on the copy task by :func:`copy_run`, with its training history."""
+
+    model: nn.Module
+    history: History
+
+    @property
+    def losses(self) -> list[float]:
+        """Per-step training losses (what :func:`papers30.provenance.traced` keeps)."""
+        return self.history.losses
+
+
+MODELS = ("ntm", "lstm")
+
+
+def copy_run(
+    model: str,
+    *,
+    seed: int,
+    model_args: dict[str, int | str] | None = None,
+    lengths: list[int] | tuple[int, int] = (1, 5),
+    width: int = 8,
+    steps: int = 1000,
+    batch_size: int = 64,
+    lr: float = 5e-3,
+    data_seed: int = 0,
+    validation_size: int = 200,
+    validation_seed: int = 0,
+    every: int = 50,
+    stop_after: int | None = None,
+) -> CopyRun:
+    """Build a model from plain values, train it with :func:`train_copy`, return both.
+
+    ``model`` is ``"ntm"`` (an :class:`NTM` with ``width + 1`` inputs and
+    ``width`` outputs, ``model_args`` passed to :class:`NTMCell`) or
+    ``"lstm"`` (a fused :class:`LSTMSequence`, ``model_args`` such as
+    ``hidden_size``). ``seed`` seeds the initial weights; the validation set
+    is ``validation_size`` sequences of the longest training length drawn with
+    ``validation_seed``. Every argument is a plain value, so a recorded run
+    can be replayed (see :func:`papers30.provenance.traced`). The model is
+    placed on :func:`papers30.runtime.get_device`.
+    """
+    _checks.one_of("model", model, MODELS)
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    lo, hi = lengths
+    args = dict(model_args or {})
+    torch.manual_seed(seed)
+    if model == "ntm":
+        net: nn.Module = NTM(width + 1, width, **args)
+    else:
+        net = LSTMSequence(width + 1, width, **args, fused=True)
+    net = net.to(get_device())
+    validation = copy_task(validation_size, hi, width, torch.Generator().manual_seed(validation_seed))
+    history = train_copy(net, lengths=(lo, hi), width=width, steps=steps, batch_size=batch_size, lr=lr,
+                         data_seed=data_seed, validation=validation, every=every, stop_after=stop_after)
+    return CopyRun(net, history)
+
+
+class CopyLoop(NamedTuple):
+    """Where the heads of an NTM focused while it copied one sequence (see :func:`copy_loop`)."""
+
+    write_slots: list[int]
+    read_slots: list[int]
+    steps_by_one: float
+    reads_match: float
+    read_lead: int
+    distinct: float
+    sharpness: float
+
+
+def copy_loop(w_read: torch.Tensor, w_write: torch.Tensor, length: int) -> CopyLoop:
+    """Summarise the heads of an NTM on one copy sequence, as the paper reads its Fig. 6.
+
+    ``w_read, w_write (T, N)`` with ``T = 2 * length + 1``: the weightings
+    :class:`NTM` returns for one sequence. The focus of a head at a step is
+    its most weighted slot. Returns the write head's focus at each input step
+    and the read head's at each output step, and these summaries:
+
+    * ``steps_by_one``: fraction of the ``length - 1`` moves of the write
+      focus between consecutive input steps that go one slot, all in the
+      direction of the first move (on the ring of ``N`` slots);
+    * ``reads_match`` and ``read_lead``: the read focus at output step ``t``
+      is compared with the write focus at input step ``t + lead`` for
+      ``lead`` 0 and 1 (a read may run one step ahead of the output that
+      uses it, because the controller sees the read vector at the next
+      step); ``reads_match`` is the fraction of compared steps that agree,
+      for the ``lead`` that agrees more often (0 on a tie);
+    * ``distinct``: distinct write slots over ``length``;
+    * ``sharpness``: mean weight of the focus over all those steps (1 for
+      one-hot weightings, ``1 / N`` for uniform ones).
+    """
+    _checks.positive_int("length", length)
+    wr = _weighting("w_read", w_read)
+    ww = _weighting("w_write", w_write)
+    want = (2 * length + 1, ww.shape[1])
+    for name, w in (("w_read", wr), ("w_write", ww)):
+        if tuple(w.shape) != want:
+            raise ValueError(f"{name} must have shape (2 * length + 1, N) = {want}, got {tuple(w.shape)}")
+    N = ww.shape[1]
+    writes = ww[:length].argmax(-1).tolist()
+    reads = wr[length + 1:].argmax(-1).tolist()
+    moves = [(b - a) % N for a, b in zip(writes, writes[1:])]
+    direction = moves[0] if moves and moves[0] in (1, N - 1) else None
+    by_one = sum(m == direction for m in moves) / len(moves) if moves else 1.0
+    agree = {}
+    for lead in (0, 1):
+        pairs = list(zip(reads, writes[lead:]))
+        agree[lead] = sum(r == w for r, w in pairs) / len(pairs) if pairs else 0.0
+    lead = 1 if agree[1] > agree[0] else 0
+    peaks = torch.cat([ww[:length].max(-1).values, wr[length + 1:].max(-1).values])
+    return CopyLoop(writes, reads, by_one, agree[lead], lead, len(set(writes)) / length, peaks.mean().item())

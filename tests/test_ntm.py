@@ -10,17 +10,24 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
+from papers30.data.synthetic import copy_task
 from papers30.ntm import (
     NTM,
+    CopyRun,
     LSTMSequence,
     NTMCell,
     address,
     bit_errors,
     circular_shift,
     content_addressing,
+    copy_logits,
+    copy_loop,
+    copy_run,
+    copy_scores,
     interpolate,
     read,
     sharpen,
+    train_copy,
     write,
 )
 
@@ -192,9 +199,10 @@ def test_address_read_write_gradcheck():
     assert torch.autograd.gradcheck(step, args)
 
 
-def test_ntm_cell_gradcheck_and_gradients_reach_every_parameter():
+@pytest.mark.parametrize("controller", ["lstm", "feedforward"])
+def test_ntm_cell_gradcheck_and_gradients_reach_every_parameter(controller):
     torch.manual_seed(0)
-    cell = NTMCell(3, 2, controller_size=4, memory_slots=4, memory_width=2).double()
+    cell = NTMCell(3, 2, controller_size=4, memory_slots=4, memory_width=2, controller=controller).double()
     x = torch.randn(2, 3, dtype=DT, requires_grad=True)
 
     def two_steps(x):
@@ -203,7 +211,7 @@ def test_ntm_cell_gradcheck_and_gradients_reach_every_parameter():
         return y2, state.memory
 
     assert torch.autograd.gradcheck(two_steps, (x,))
-    model = NTM(3, 2, controller_size=4, memory_slots=4, memory_width=2).double()
+    model = NTM(3, 2, controller_size=4, memory_slots=4, memory_width=2, controller=controller).double()
     model(x.detach()[:, None].repeat(1, 3, 1))[0].sum().backward()
     for name, p in model.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
@@ -245,6 +253,118 @@ def test_lstm_sequence_matches_torch_lstm():
     torch.testing.assert_close(model(x)[0], model.output(ref(x)[0]))
 
 
+def test_fused_lstm_sequence_matches_the_package_one_with_the_same_weights():
+    """Reference: the package LSTM; fused=True swaps in torch.nn.LSTM under the same parameter names."""
+    torch.manual_seed(4)
+    ours = LSTMSequence(3, 2, hidden_size=5, num_layers=2).double()
+    fused = LSTMSequence(3, 2, hidden_size=5, num_layers=2, fused=True).double()
+    assert isinstance(fused.lstm, torch.nn.LSTM)
+    fused.load_state_dict(ours.state_dict(), strict=True)
+    x = torch.randn(2, 6, 3, dtype=DT)
+    torch.testing.assert_close(fused(x)[0], ours(x)[0], **TOL)
+
+
+def test_feedforward_controller_has_no_state_of_its_own():
+    """Reference: by hand, h = tanh(W [x; r_prev] + b) and c stays zero."""
+    torch.manual_seed(5)
+    cell = NTMCell(3, 2, controller_size=4, memory_slots=5, memory_width=2, controller="feedforward").double()
+    x = torch.randn(2, 3, dtype=DT)
+    y, state = cell(x)
+    r0 = torch.zeros(2, 2, dtype=DT)
+    want_h = torch.tanh(cell.controller(torch.cat([x, r0], -1)))
+    torch.testing.assert_close(state.h, want_h, **TOL)
+    assert (state.c == 0).all()
+    torch.testing.assert_close(y, cell.output(torch.cat([state.h, state.r], -1)), **TOL)
+
+
+def test_copy_scores_match_a_count_by_hand():
+    """Reference: bit_errors and a direct count of perfect rows."""
+    torch.manual_seed(6)
+    model = LSTMSequence(5, 4, hidden_size=3)
+    x, y = copy_task(7, 3, 4, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        wrong = bit_errors(copy_logits(model, x, 3), y)
+    got = copy_scores(model, x, y)
+    assert got["errors"] == pytest.approx(wrong.mean().item())
+    assert got["bit_error_rate"] == pytest.approx(wrong.mean().item() / 12)
+    assert got["perfect"] == pytest.approx(sum(float(w == 0) for w in wrong) / 7)
+
+
+def test_train_copy_feeds_two_models_the_same_batches_and_replays():
+    """Reference: the same data seed and initial weights give the same losses; stop_after cuts the run."""
+    def make():
+        torch.manual_seed(7)
+        return NTM(5, 4, controller_size=6, memory_slots=8, memory_width=4, controller="feedforward")
+
+    val = copy_task(4, 2, 4, torch.Generator().manual_seed(1))
+    args = dict(lengths=(1, 3), width=4, steps=6, batch_size=3, lr=1e-2, data_seed=11, validation=val, every=3)
+    a = train_copy(make(), **args)
+    b = train_copy(make(), **args)
+    assert a.losses == b.losses and len(a.losses) == 6 and a.eval_steps == [3, 6]
+    assert set(a.evals[0]) == {"errors", "bit_error_rate", "perfect"}
+    assert train_copy(make(), **args, stop_after=2).losses == a.losses[:2]
+    c = train_copy(make(), **{**args, "data_seed": 12})
+    assert c.losses != a.losses
+
+
+def test_train_copy_stops_once_validation_is_perfect():
+    """Reference: a validation set the untrained model already copies (all-zero bits, zero logits round down)."""
+    model = LSTMSequence(5, 4, hidden_size=3)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.zero_()
+        model.output.bias.fill_(-5.0)
+    x, _ = copy_task(3, 2, 4, torch.Generator().manual_seed(2))
+    x[:, :2, :4] = 0.0
+    h = train_copy(model, lengths=(1, 2), width=4, steps=20, batch_size=2, lr=1e-9,
+                   validation=(x, torch.zeros(3, 2, 4)), every=2, until=1.0)
+    assert h.stopped_at == 2 and len(h.losses) == 2
+
+
+def test_copy_run_is_a_function_of_its_plain_arguments():
+    """Reference: two calls with the same values give the same model and losses (what replay needs)."""
+    args = dict(seed=3, model_args={"controller": "feedforward", "controller_size": 6, "memory_slots": 8,
+                                    "memory_width": 4}, lengths=[1, 3], width=4, steps=4, batch_size=3,
+                lr=1e-2, data_seed=5, validation_size=4, validation_seed=6, every=2)
+    a, b = copy_run("ntm", **args), copy_run("ntm", **args)
+    assert isinstance(a, CopyRun) and a.losses == b.losses == a.history.losses
+    for pa, pb in zip(a.model.parameters(), b.model.parameters()):
+        assert torch.equal(pa, pb)
+    lstm = copy_run("lstm", seed=3, model_args={"hidden_size": 5}, lengths=[1, 2], width=4, steps=2,
+                    batch_size=2, validation_size=2, every=1)
+    assert isinstance(lstm.model.lstm, torch.nn.LSTM) and len(lstm.history.evals) == 2
+
+
+def test_copy_loop_on_hand_made_weightings():
+    """Reference: a hand-built copy program on 6 slots, L = 3: writes at 1, 2, 3; reads one step ahead."""
+    L, N = 3, 6
+    ww, wr = torch.zeros(2 * L + 1, N), torch.zeros(2 * L + 1, N)
+    for t, slot in enumerate([1, 2, 3]):
+        ww[t, slot] = 1.0
+    ww[L:, 4] = 1.0  # the write head after the input phase: not scored
+    wr[:L + 1, 0] = 1.0
+    for t, slot in enumerate([2, 3, 4]):  # read slot t + 1 at output step t: one step ahead
+        wr[L + 1 + t, slot] = 1.0
+    loop = copy_loop(wr, ww, L)
+    assert loop.write_slots == [1, 2, 3] and loop.read_slots == [2, 3, 4]
+    assert loop.steps_by_one == 1.0 and loop.read_lead == 1 and loop.reads_match == 1.0
+    assert loop.distinct == 1.0 and loop.sharpness == 1.0
+    ww[2] = torch.full((N,), 1 / N)  # a blurred third write: argmax 0, a jump back
+    loop = copy_loop(wr, ww, L)
+    assert loop.write_slots == [1, 2, 0] and loop.steps_by_one == 0.5
+    assert loop.sharpness == pytest.approx((5 + 1 / N) / 6)
+
+
+def test_copy_loop_wraps_around_the_ring_and_moves_backwards():
+    L, N = 3, 4
+    ww, wr = torch.zeros(2 * L + 1, N), torch.zeros(2 * L + 1, N)
+    for t, slot in enumerate([1, 0, 3]):  # moving -1 with a wrap from 0 to 3
+        ww[t, slot] = 1.0
+        wr[L + 1 + t, slot] = 1.0
+    loop = copy_loop(wr, ww, L)
+    assert loop.steps_by_one == 1.0 and loop.read_lead == 0 and loop.reads_match == 1.0
+
+
 def test_bit_errors_matches_count():
     logits = torch.tensor([[[2.0, -1.0], [-3.0, 0.5]], [[1.0, 1.0], [1.0, 1.0]]])
     targets = torch.tensor([[[1.0, 0.0], [1.0, 0.0]], [[0.0, 0.0], [1.0, 1.0]]])
@@ -269,6 +389,9 @@ def test_bit_errors_matches_count():
         (read, (torch.zeros(2, 3, 4), torch.zeros(2, 4)), ValueError, "w"),
         (write, (torch.zeros(2, 3, 4), torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, 4)), ValueError, "erase"),
         (bit_errors, (torch.zeros(1, 2, 3), torch.zeros(1, 2, 4)), ValueError, "targets"),
+        (copy_loop, (torch.zeros(5, 4), torch.zeros(5, 4), 3), ValueError, "w_read"),
+        (copy_loop, (torch.zeros(7, 4), torch.zeros(7, 5), 3), ValueError, "w_read"),
+        (copy_loop, (torch.zeros(7, 4), torch.zeros(7, 4), 0), ValueError, "length"),
     ],
 )
 def test_bad_inputs_name_the_argument(fn, args, exc, name):
@@ -287,3 +410,13 @@ def test_bad_constructor_and_runner_inputs():
         NTM(3, 2)(torch.zeros(1, 2, 4))
     with pytest.raises(ValueError, match="^x "):
         NTM(3, 2)(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="^controller "):
+        NTMCell(3, 2, controller="gru")
+    with pytest.raises(ValueError, match="^model "):
+        copy_run("transformer", seed=0)
+    with pytest.raises(TypeError, match="^seed "):
+        copy_run("ntm", seed=0.5)
+    with pytest.raises(ValueError, match="^lengths "):
+        train_copy(LSTMSequence(5, 4, 3), lengths=(3, 1), width=4)
+    with pytest.raises(ValueError, match="^until "):
+        train_copy(LSTMSequence(5, 4, 3), lengths=(1, 2), width=4, until=0.9)

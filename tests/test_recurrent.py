@@ -152,6 +152,19 @@ def test_sequence_classifier_shapes_and_forget_bias(kind):
         assert plain.bias_hh_l0.abs().max() <= bound
 
 
+@pytest.mark.parametrize("kind", ["rnn", "lstm", "gru"])
+def test_fused_sequence_classifier_matches_the_package_one(kind, gen):
+    """Reference: the package runner; fused=True swaps in torch.nn's under the same parameter names."""
+    ours = SequenceClassifier(kind, 6, 4, 3).to(DT)
+    fused = SequenceClassifier(kind, 6, 4, 3, fused=True).to(DT)
+    assert isinstance(fused.rnn, {"rnn": nn.RNN, "lstm": nn.LSTM, "gru": nn.GRU}[kind])
+    if kind == "lstm":  # the forget bias is added to the fused runner's bias too
+        assert (fused.rnn.bias_hh_l0[4:8] >= 1.0 - 0.5).all()
+    fused.load_state_dict(ours.state_dict(), strict=True)
+    tokens = torch.randint(0, 6, (5, 7), generator=gen)
+    torch.testing.assert_close(fused(tokens), ours(tokens), **TOL)
+
+
 @pytest.mark.parametrize(
     "call,exc,name",
     [
