@@ -167,6 +167,7 @@ def run_translation(
     every: int = 20,
     target: float | None = None,
     after_target: int | None = None,
+    restore_best: bool = False,
     checkpoints: Sequence[int] = (),
     task: dict | None = None,
     sizes: dict | None = None,
@@ -182,7 +183,9 @@ def run_translation(
     rate of the RNNs and the peak of the Transformer's schedule (reached
     after ``warmup`` steps). Every ``every`` steps the validation exact
     match is recorded; once it reaches ``target`` the run stops after
-    ``after_target`` more steps (never stops early when None). Steps in
+    ``after_target`` more steps (never stops early when None). With
+    ``restore_best`` the returned model holds the parameters of the
+    evaluation with the best validation exact match. Steps in
     ``checkpoints`` (multiples of ``every``) score the test set. All
     arguments are plain JSON values, so :func:`papers30.provenance.traced`
     can record and replay the run; ``stop_after`` ends it early without
@@ -207,6 +210,7 @@ def run_translation(
     run = TranslationRun(model, seed, float(lr), net, data, History(), target=target)
     depth: dict[tuple[int, int], int] = {}  # the critical path depends only on the batch's shape
     now = {"step": 0}
+    best: dict[str, object] = {"exact": -1.0, "state": None}
 
     def loss_fn(step: int) -> torch.Tensor:
         now["step"] = step
@@ -223,6 +227,8 @@ def run_translation(
         exact = teacher_forced_exact(net, valid)
         if target is not None and run.steps_to_target is None and exact >= target:
             run.steps_to_target = step
+        if restore_best and exact > best["exact"]:
+            best.update(exact=exact, state={k: v.detach().clone() for k, v in net.state_dict().items()})
         if step in checkpoints:
             run.checkpoints[step] = score(net, test)
         return {"exact": exact}
@@ -234,4 +240,6 @@ def run_translation(
     optimizer, schedule, clip = _optimizer(net, lr, warmup, steps)
     run.history = fit(net, optimizer, loss_fn, steps, scheduler=schedule, clip=clip, evaluate=evaluate,
                       every=every, until=until, stop_after=stop_after)
+    if restore_best and best["state"] is not None:
+        net.load_state_dict(best["state"])
     return run
