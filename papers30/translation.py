@@ -169,6 +169,7 @@ def run_translation(
     after_target: int | None = None,
     restore_best: bool = False,
     checkpoints: Sequence[int] = (),
+    buckets: Sequence[Sequence[int]] = BUCKETS,
     task: dict | None = None,
     sizes: dict | None = None,
     device: str | None = None,
@@ -186,7 +187,8 @@ def run_translation(
     ``after_target`` more steps (never stops early when None). With
     ``restore_best`` the returned model holds the parameters of the
     evaluation with the best validation exact match. Steps in
-    ``checkpoints`` (multiples of ``every``) score the test set. All
+    ``checkpoints`` (multiples of ``every``) score the test set per
+    source-length bucket of ``buckets``. All
     arguments are plain JSON values, so :func:`papers30.provenance.traced`
     can record and replay the run; ``stop_after`` ends it early without
     changing anything else.
@@ -230,7 +232,7 @@ def run_translation(
         if restore_best and exact > best["exact"]:
             best.update(exact=exact, state={k: v.detach().clone() for k, v in net.state_dict().items()})
         if step in checkpoints:
-            run.checkpoints[step] = score(net, test)
+            run.checkpoints[step] = score(net, test, [tuple(b) for b in buckets])
         return {"exact": exact}
 
     def until(_: dict[str, float]) -> bool:
