@@ -146,7 +146,8 @@ class TranslationRun:
         return None if self.steps_to_target is None else sum(self.sequential[: self.steps_to_target])
 
 
-def _optimizer(model: nn.Module, lr: float, warmup: int, steps: int):
+def _optimizer(model: nn.Module, lr: float, warmup: int):
+    """Each paper's optimiser: ``(optimizer, schedule or None, gradient-norm clip or None)``."""
     if isinstance(model, Transformer):
         opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), eps=1e-9)
         D, w = model.d_model, warmup
@@ -188,10 +189,9 @@ def run_translation(
     ``restore_best`` the returned model holds the parameters of the
     evaluation with the best validation exact match. Steps in
     ``checkpoints`` (multiples of ``every``) score the test set per
-    source-length bucket of ``buckets``. All
-    arguments are plain JSON values, so :func:`papers30.provenance.traced`
-    can record and replay the run; ``stop_after`` ends it early without
-    changing anything else.
+    source-length bucket of ``buckets``. All arguments are plain JSON
+    values, so :func:`papers30.provenance.traced` can record and replay the
+    run; ``stop_after`` ends it early without changing anything else.
     """
     _checks.one_of("model", model, MODELS)
     _checks.positive_int("steps", steps)
@@ -239,7 +239,7 @@ def run_translation(
         hit = run.steps_to_target
         return after_target is not None and hit is not None and now["step"] >= hit + after_target
 
-    optimizer, schedule, clip = _optimizer(net, lr, warmup, steps)
+    optimizer, schedule, clip = _optimizer(net, lr, warmup)
     run.history = fit(net, optimizer, loss_fn, steps, scheduler=schedule, clip=clip, evaluate=evaluate,
                       every=every, until=until, stop_after=stop_after)
     if restore_best and best["state"] is not None:

@@ -128,7 +128,7 @@ def test_checkpoints_score_the_test_set_at_those_steps():
 @pytest.mark.parametrize("w,peak", [(5, 1e-2), (50, 3e-3)])
 def test_transformer_schedule_is_the_papers_rescaled_to_peak_at_lr_closed_form(w, peak):
     model = make_model("Transformer", toy_translation_data(0, 1).task, **TINY["Transformer"])
-    opt, schedule, clip = _optimizer(model, peak, w, 100)
+    opt, schedule, clip = _optimizer(model, peak, w)
     assert clip is None and opt.defaults["betas"] == (0.9, 0.98) and opt.defaults["eps"] == 1e-9
     for n in range(1, 3 * w):
         want = peak * min(n / w, math.sqrt(w / n))  # D^-1/2 min(n^-1/2, n w^-3/2), divided by its peak
@@ -140,7 +140,7 @@ def test_transformer_schedule_is_the_papers_rescaled_to_peak_at_lr_closed_form(w
 
 def test_rnn_recipe_is_constant_rate_with_clipping():
     model = make_model("RNNsearch", toy_translation_data(0, 1).task, **TINY["RNNsearch"])
-    opt, schedule, clip = _optimizer(model, 3e-3, 50, 100)
+    opt, schedule, clip = _optimizer(model, 3e-3, 50)
     assert schedule is None and clip == 1.0 and opt.param_groups[0]["lr"] == 3e-3
 
 
