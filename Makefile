@@ -10,7 +10,7 @@ STAMP := $(VENV)/.papers30-installed
 BUILD := _build
 JB := $(BIN)/jupyter-book build . -n -W --keep-going
 
-.PHONY: book test pdf install clean reproduce
+.PHONY: book test pdf install clean reproduce notebooks bench
 
 install: $(STAMP)
 
@@ -43,6 +43,17 @@ test: $(STAMP)
 	$(JB) --builder singlehtml
 	$(BIN)/python book/_ext/pdf.py $(BUILD)/singlehtml $(BUILD)/pdf/papers30.pdf
 	$(BIN)/python -m pytest
+
+# The reader notebooks (notebooks/NN_slug.ipynb) that the Colab, Binder and
+# download buttons open: each chapter without MyST syntax, with this build's
+# glued values. Committed; tests/test_reader.py checks they are in sync.
+notebooks: book
+	$(BIN)/python book/_ext/reader.py
+
+# Kernel timings against torch (book/results/bench.json, shown on the
+# "Kernel benchmarks" page). Run on an idle machine.
+bench: $(STAMP)
+	$(BIN)/python tools/bench.py
 
 # A chapter's recorded larger run (book/results/chNN.json): on a GPU at the
 # paper's scale, otherwise a long CPU run. Usage: make reproduce CH=10

@@ -57,8 +57,10 @@ length, ``S`` source (key) length, ``D`` model width, ``H`` heads, ``E`` head
 width (``D / H``), ``V`` vocabulary size.
 """
 
-from papers30.runtime import configure_threads, get_device, pick, scale, seed_everything
+from papers30.runtime import (actual_seed, configure_threads, generator, get_device, pick, scale, seed_everything,
+                              seeds)
 
 __version__ = "0.1.0"
 
-__all__ = ["configure_threads", "get_device", "pick", "scale", "seed_everything", "__version__"]
+__all__ = ["actual_seed", "configure_threads", "generator", "get_device", "pick", "scale", "seed_everything", "seeds",
+           "__version__"]

@@ -73,3 +73,55 @@ def one_of(name: str, value: object, options: Sequence[str]) -> str:
     if value not in options:
         raise ValueError(f"{name} must be one of {tuple(options)}, got {value!r}")
     return value
+
+
+def _matches(value: object, hint: object) -> bool:
+    """Whether ``value`` fits the type hint ``hint`` (the common hints; anything else is accepted)."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if hint is typing.Any or isinstance(hint, typing.TypeVar):
+        return True
+    if hint is type(None) or hint is None:
+        return value is None
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches(value, h) for h in typing.get_args(hint))
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, set, frozenset, dict):
+        if not isinstance(value, origin):
+            return False
+        args = typing.get_args(hint)
+        if origin is dict:
+            return not args or all(_matches(k, args[0]) and _matches(v, args[1]) for k, v in value.items())
+        if origin is tuple and args and args[-1] is not Ellipsis:
+            return len(value) == len(args) and all(_matches(v, h) for v, h in zip(value, args))
+        return not args or all(_matches(v, args[0]) for v in value)
+    if isinstance(hint, type):
+        return isinstance(value, hint)
+    return True
+
+
+def dataclass_fields(obj: object) -> None:
+    """Check every field of a dataclass instance against its annotation (call it in ``__post_init__``).
+
+    Raises ``TypeError`` naming the field, what it got and what it expected,
+    so a wrong value fails where it is made, not later.
+    """
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        hint = hints.get(f.name)
+        if hint is not None and not _matches(value, hint):
+            name = getattr(hint, "__name__", None) or str(hint).replace("typing.", "")
+            raise TypeError(f"{f.name} must be {name}, got {type(value).__name__} {value!r:.60}")

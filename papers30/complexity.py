@@ -11,13 +11,19 @@ complexity) reuse the estimators.
 * :func:`block_average`, :func:`quantise` and :func:`coarse_grain`: the
   coarse-grained picture of a 1-D or 2-D state, whose compressed size is the
   chapter's proxy for apparent complexity.
-* :func:`row_arrangement_bits` and :func:`arrangement_entropy_bits`: code
-  lengths from counting arrangements, the references the compressors are
-  judged against.
+* :func:`row_arrangement_bits`, :func:`block_arrangement_bits` and
+  :func:`arrangement_entropy_bits`: code lengths from counting arrangements,
+  the references the compressors are judged against.
 * :func:`cream_on_top`, :func:`mix` and :func:`mixing_run`: a two-species
   mixing automaton on an ``(H, W)`` grid with closed walls, in which
-  neighbouring cells swap at random; it conserves both species and its
-  stationary distribution is uniform over arrangements.
+  neighbouring cells swap at random; it conserves both species, its
+  stationary distribution is uniform over arrangements, and its mean cream
+  density diffuses with constant ``D = 1`` per time step (a lone cream cell's
+  displacement has second moment ``2t - 1/2`` per axis after ``t`` steps).
+* Chapter 19 adds the non-interacting model (:func:`random_walk`, ``D = 1/2``
+  per time step), the paper's sliding-window coarse-graining
+  (:func:`coarse_threshold`) and its adjusted version
+  (:func:`adjusted_coarse_threshold`), and the helpers of the scaling study.
 
 Shapes: ``B`` independent runs (batch), ``H`` grid height, ``W`` grid width,
 ``k`` coarse-graining block side, ``S`` snapshots.
@@ -173,6 +179,13 @@ def mix(state: torch.Tensor, steps: int, generator: torch.Generator | None = Non
     horizontal neighbour (even, then odd columns). In each sweep every pair
     swaps its two cells with probability 1/2, independently. Walls are
     closed: no pair wraps around. ``generator`` must live on ``state``'s device.
+
+    The mean cream density diffuses with ``D = 1`` per step: a lone cream cell
+    moves in a sweep with probability 1/2, and because the pairings alternate
+    (brick-wall), a move carries it into a pair that continues in the same
+    direction, while staying put turns it around. Its displacement along
+    either axis after ``t`` steps has second moment ``2t - 1/2``, not the
+    ``t`` that independent moves would give.
     """
     _checks.tensor("state", state, ndim=3, kind="bool")
     if isinstance(steps, bool) or not isinstance(steps, int):
@@ -292,6 +305,30 @@ def row_arrangement_bits(states: torch.Tensor) -> torch.Tensor:
     return (log_comb / math.log(2)).sum(dim=-1).cpu()
 
 
+def block_arrangement_bits(states: torch.Tensor, k: int) -> torch.Tensor:
+    """``sum_b log2 C(k*k, c_b)`` for each state ``(..., H, W)``; ``c_b`` is the cream in ``k x k`` block ``b``.
+
+    The noise part of the two-part code whose model is the cream count of
+    every block (chapter 1, eq. ``coarse-set``): the bits that say which
+    cells of each block hold the cream, once the counts are known. ``k`` must
+    divide ``H`` and ``W``. Returns float64 of shape ``(...)``.
+    """
+    _checks.tensor("states", states, kind="bool")
+    if states.dim() < 2:
+        raise ValueError(
+            f"states must have at least 2 dimensions (..., H, W), got shape {tuple(states.shape)}"
+        )
+    _checks.positive_int("k", k)
+    h, w = states.shape[-2:]
+    if h % k or w % k:
+        raise ValueError(f"k must divide every side of states, got k={k} for (H, W) = ({h}, {w})")
+    blocks = states.reshape(*states.shape[:-2], h // k, k, w // k, k)
+    c = blocks.sum(dim=(-3, -1), dtype=torch.float64)  # (..., H/k, W/k)
+    n = k * k
+    log_comb = math.lgamma(n + 1) - torch.lgamma(c + 1) - torch.lgamma(n - c + 1)
+    return (log_comb / math.log(2)).sum(dim=(-2, -1)).cpu()
+
+
 # ---------------------------------------------------------------------------
 # Chapter 19: the coffee automaton of Aaronson, Carroll and Ouellette (2014).
 # The interacting model is :func:`mix` above; what follows adds the
@@ -346,9 +383,10 @@ def random_walk(
     ``(H, W)`` grid with closed walls; any number of particles may share a
     cell. One time step is two moves; in each, every particle picks one of its
     four neighbours uniformly at random and moves there unless a wall is in
-    the way. Two moves give a variance of one cell squared per axis per step,
-    the same diffusion constant ``D = 1/2`` as :func:`mix`. Returns the new
-    ``(B, M, 2)`` positions.
+    the way. A move changes the row by one with probability 1/2, so two
+    moves give a displacement variance of one cell squared per axis per step:
+    a diffusion constant ``D = 1/2``, half the ``D = 1`` of :func:`mix`.
+    Returns the new ``(B, M, 2)`` positions.
     """
     _checks.tensor("positions", positions, ndim=3, kind="int")
     _checks.positive_int("height", height)
@@ -464,8 +502,44 @@ def coarse_threshold(x: torch.Tensor, g: int, levels: int = 3) -> torch.Tensor:
     return torch.div(levels * sums, cells, rounding_mode="floor").clamp_(max=levels - 1)
 
 
+def row_majority_adjust(levels: torch.Tensor) -> torch.Tensor:
+    """The paper's adjustment: each cell within one level of its row's most common level takes that level.
+
+    ``levels`` is an integer picture ``(..., H, W)`` (as from
+    :func:`coarse_threshold`). For every row the majority level is the most
+    common one (the lowest of tied ones); a cell whose level differs from it
+    by at most one is set to it, and any other cell keeps its level. Returns
+    int64 levels of the same shape.
+    """
+    _checks.tensor("levels", levels, kind="int")
+    if levels.dim() < 2:
+        raise ValueError(f"levels must have at least 2 dimensions (..., H, W), got shape {tuple(levels.shape)}")
+    if levels.numel() and levels.min() < 0:
+        raise ValueError("levels must be non-negative")
+    lv = levels.long()
+    width = int(lv.max().item()) + 1 if lv.numel() else 1
+    counts = torch.nn.functional.one_hot(lv, width).sum(dim=-2)  # (..., H, levels): per row
+    majority = counts.argmax(dim=-1, keepdim=True)  # (..., H, 1); ties go to the lowest level
+    return torch.where((lv - majority).abs() <= 1, majority, lv)
+
+
+def adjusted_coarse_threshold(x: torch.Tensor, g: int, levels: int = 7) -> torch.Tensor:
+    """The paper's adjusted coarse-graining: :func:`coarse_threshold` into ``levels`` (7), then
+    :func:`row_majority_adjust`.
+
+    The adjustment removes the level flicker of cells that sit near a level
+    edge, which a row-wise smooth expected picture would otherwise turn into
+    apparent complexity. ``x`` ``(..., H, W)``; returns int64 levels of the same shape.
+    """
+    return row_majority_adjust(coarse_threshold(x, g, levels))
+
+
 def coffee_bits(
-    states: torch.Tensor, g: int | None = None, levels: int = 3, method: str = "zlib"
+    states: torch.Tensor,
+    g: int | None = None,
+    levels: int = 3,
+    method: str = "zlib",
+    adjusted: bool = False,
 ) -> torch.Tensor:
     """Entropy (``g=None``) or apparent-complexity (``g`` given) estimate of each state, in bits.
 
@@ -473,7 +547,8 @@ def coffee_bits(
     int particle counts). With ``g=None`` each state is compressed as it is
     (:func:`to_bytes`: bit-packed if bool, a byte per cell if integer); with
     an odd ``g`` its :func:`coarse_threshold` picture is compressed, one byte
-    per cell. Returns float64 of the leading shape ``(...)``.
+    per cell, or with ``adjusted=True`` its :func:`adjusted_coarse_threshold`
+    picture. Returns float64 of the leading shape ``(...)``.
     """
     _checks.tensor("states", states)
     if states.dim() < 2:
@@ -482,10 +557,75 @@ def coffee_bits(
         )
     _checks.one_of("method", method, METHODS)
     flat = states.reshape(-1, *states.shape[-2:])
+    if adjusted and g is None:
+        raise ValueError("adjusted=True needs a grain g")
     if g is not None:
-        flat = coarse_threshold(flat, g, levels).to(torch.uint8)
+        picture = adjusted_coarse_threshold if adjusted else coarse_threshold
+        flat = picture(flat, g, levels).to(torch.uint8)
     sizes = [compressed_bits(s, method) for s in flat]
     return torch.tensor(sizes, dtype=torch.float64).reshape(states.shape[:-2])
+
+
+def differing_pairs(states: torch.Tensor) -> torch.Tensor:
+    """Number of neighbouring cell pairs (vertical and horizontal) that differ, for each state.
+
+    ``states`` ``(..., H, W)`` of any dtype; returns int64 of shape ``(...)``.
+    In the paper's interacting automaton one time step swaps one such pair;
+    in :func:`mix` each of them swaps with probability 1/2 per step, so this
+    count, halved, is the expected number of the paper's steps in one of ours.
+    """
+    _checks.tensor("states", states)
+    if states.dim() < 2:
+        raise ValueError(
+            f"states must have at least 2 dimensions (..., H, W), got shape {tuple(states.shape)}"
+        )
+    vertical = (states[..., 1:, :] != states[..., :-1, :]).sum(dim=(-2, -1))
+    horizontal = (states[..., :, 1:] != states[..., :, :-1]).sum(dim=(-2, -1))
+    return (vertical + horizontal).long()
+
+
+def mode_amplitude(states: torch.Tensor) -> torch.Tensor:
+    """Amplitude of the slowest vertical mode of the mean cream profile of each state.
+
+    With ``u_y`` the mean of row ``y`` of a state ``(..., H, W)`` and
+    ``ubar`` its mean over rows, returns float64
+    ``(2 / H) * sum_y (u_y - ubar) * cos(pi * (y + 1/2) / H)``, shape ``(...)``.
+    That cosine is the slowest mode of diffusion between closed walls, so
+    the expected amplitude decays as ``exp(-D * (pi / H)**2 * t)``; the
+    unmixed cup starts near ``2 / pi``.
+    """
+    _checks.tensor("states", states)
+    if states.dim() < 2:
+        raise ValueError(
+            f"states must have at least 2 dimensions (..., H, W), got shape {tuple(states.shape)}"
+        )
+    h = states.shape[-2]
+    u = states.to(torch.float64).mean(dim=-1)  # (..., H)
+    y = torch.arange(h, dtype=torch.float64, device=states.device)
+    basis = torch.cos(math.pi * (y + 0.5) / h)
+    return (2.0 / h * ((u - u.mean(dim=-1, keepdim=True)) * basis).sum(dim=-1)).cpu()
+
+
+def _line_fit(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Slope and intercept of the least-squares line through the points ``(x, y)`` (float64, ``(N,)``)."""
+    dx = x - x.mean()
+    slope = (dx * (y - y.mean())).sum() / (dx * dx).sum()
+    return float(slope), float(y.mean() - slope * x.mean())
+
+
+def decay_rate(times: Sequence[float], values: Sequence[float]) -> float:
+    """Least-squares rate ``r`` of ``values ~ c * exp(-r * t)``: minus the slope of ``log(values)`` on ``times``.
+
+    Needs at least two distinct times and positive values.
+    """
+    ts = torch.as_tensor(list(times), dtype=torch.float64)
+    vs = torch.as_tensor(list(values), dtype=torch.float64)
+    _checks.size_matches("values", vs.numel(), ts.numel(), "length")
+    if ts.numel() < 2 or torch.unique(ts).numel() < 2:
+        raise ValueError("times must hold at least two distinct values")
+    if (vs <= 0).any():
+        raise ValueError("values must be positive to take their logarithm")
+    return -_line_fit(ts, vs.log())[0]
 
 
 def log_times(end: int, count: int) -> list[int]:
@@ -531,8 +671,5 @@ def power_law_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
         raise ValueError("x must be positive for a log-log fit")
     if (ys <= 0).any():
         raise ValueError("y must be positive for a log-log fit")
-    lx, ly = xs.log(), ys.log()
-    dx = lx - lx.mean()
-    a = (dx * (ly - ly.mean())).sum() / (dx * dx).sum()
-    c = (ly.mean() - a * lx.mean()).exp()
-    return float(a), float(c)
+    a, log_c = _line_fit(xs.log(), ys.log())
+    return a, math.exp(log_c)

@@ -1,13 +1,20 @@
-"""Convolutional pieces of AlexNet (chapter 7): local response normalisation and a small AlexNet.
+"""Convolutional networks: AlexNet's pieces (chapter 7) and dilated convolutions (chapter 11).
 
-:func:`local_response_norm` and :class:`LocalResponseNorm` implement the
-paper's across-channel normalisation from its formula, with the name,
-argument order and defaults of ``torch.nn.functional.local_response_norm``
-and ``torch.nn.LocalResponseNorm``. :class:`SmallAlexNet` is a scaled-down
-AlexNet for 28x28 images (the book's Fashion-MNIST set, chapters 7 and 10):
-the same sequence of convolution, non-linearity, normalisation and
-overlapping max-pooling stages, and a dropout-regularised classifier, with
-switches for the activation (ReLU or tanh), LRN and dropout.
+Chapter 7 (Krizhevsky et al., 2012). :func:`local_response_norm` and
+:class:`LocalResponseNorm` implement the paper's across-channel normalisation
+from its formula, with the name, argument order and defaults of
+``torch.nn.functional.local_response_norm`` and ``torch.nn.LocalResponseNorm``.
+:class:`SmallAlexNet` is a scaled-down AlexNet for small images (the book's
+Fashion-MNIST set): the same sequence of convolution, non-linearity,
+normalisation and overlapping max-pooling stages and a dropout-regularised
+classifier, with switches for the activation (ReLU or tanh), LRN and dropout.
+:class:`ConvNet` is a plain stack of convolution, activation and pooling
+stages with a linear classifier (the four-layer network of the paper's
+Figure 1, and a general small classifier for later chapters), and
+:func:`epochs_to_error` measures Figure 1's quantity: the epochs to a
+training-error threshold with the fastest of several learning rates.
+
+Chapter 11 (Yu and Koltun, 2016): see the section below.
 
 Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width,
 ``K`` classes.
@@ -16,6 +23,8 @@ Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +32,12 @@ from torch import nn
 
 from papers30 import _checks
 
-__all__ = ["ACTIVATIONS", "LocalResponseNorm", "SmallAlexNet", "local_response_norm"]
+__all__ = [
+    "ACTIVATIONS", "LARGE_MULTIPLIERS", "PAPER_DILATIONS", "ContextModule", "ConvNet", "LocalResponseNorm",
+    "PoolingModule", "Race", "SmallAlexNet", "conv2d", "empirical_receptive_field", "epochs_to_error",
+    "identity_kernel", "in_view", "large_widths", "local_response_norm", "receptive_field",
+    "receptive_field_extent",
+]
 
 ACTIVATIONS = ("relu", "tanh")
 
@@ -91,6 +105,32 @@ def _activation(name: str) -> nn.Module:
     return nn.ReLU() if name == "relu" else nn.Tanh()
 
 
+def _init_weights(module: nn.Module, activation: str, init_std: float | None) -> None:
+    """Zero biases; weights N(0, gain^2 / fan_in) (signal-preserving) or N(0, init_std^2) for every layer."""
+    gain = nn.init.calculate_gain(activation)
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            std = gain / math.sqrt(m.weight[0].numel()) if init_std is None else init_std
+            nn.init.normal_(m.weight, std=std)
+            nn.init.zeros_(m.bias)
+
+
+def _check_images(images: object, channels: int, size: int) -> None:
+    _checks.tensor("images", images, ndim=4, kind="float")
+    _checks.size_matches("images", images.shape[1], channels, "channels")  # type: ignore[union-attr]
+    _checks.size_matches("images", images.shape[-1], size, "width")  # type: ignore[union-attr]
+    _checks.size_matches("images", images.shape[-2], size, "height")  # type: ignore[union-attr]
+
+
+def _check_init_std(init_std: object) -> None:
+    if init_std is None:
+        return
+    if isinstance(init_std, bool) or not isinstance(init_std, (int, float)):
+        raise TypeError(f"init_std must be a float or None, got {type(init_std).__name__}")
+    if not (math.isfinite(init_std) and init_std > 0):
+        raise ValueError(f"init_std must be positive, got {init_std}")
+
+
 class SmallAlexNet(nn.Module):
     """A scaled-down AlexNet for small grey or colour images.
 
@@ -102,12 +142,16 @@ class SmallAlexNet(nn.Module):
        then a 3x3 max-pool with stride 2.
 
     The pools overlap (window 3 > stride 2) as in the paper. A 28x28 input
-    shrinks to 13x13, 6x6 and 2x2. The classifier is dropout, a hidden layer
-    of ``hidden`` units with the activation, dropout, and a linear layer to
-    ``num_classes`` logits. ``activation`` is ``"relu"`` or ``"tanh"``;
-    ``lrn=False`` drops the normalisation; ``dropout`` is the probability of
-    zeroing a classifier input (0 turns dropout off). LRN uses the paper's
-    constants (``k = 2``, ``beta = 0.75``, ``n = 5``, paper ``alpha = 1e-4``).
+    shrinks to 13x13, 6x6 and 2x2. The classifier is AlexNet's: two hidden
+    fully connected layers of ``hidden`` units with the activation, each
+    followed by dropout (the paper's "dropout in the first two fully-connected
+    layers"), then a linear layer to ``num_classes`` logits. ``activation`` is
+    ``"relu"`` or ``"tanh"``; ``lrn=False`` drops the normalisation;
+    ``dropout`` is the probability of zeroing a hidden unit (0 turns dropout
+    off). LRN uses the paper's constants (``k = 2``, ``beta = 0.75``,
+    ``n = 5``, paper ``alpha = 1e-4``). Weights start signal-preserving for the
+    activation (``init_std=None``) or from ``N(0, init_std^2)`` (the paper's
+    0.01); biases start at zero.
     """
 
     def __init__(
@@ -121,6 +165,7 @@ class SmallAlexNet(nn.Module):
         activation: str = "relu",
         lrn: bool = True,
         dropout: float = 0.5,
+        init_std: float | None = None,
     ) -> None:
         super().__init__()
         _checks.positive_int("in_channels", in_channels)
@@ -135,6 +180,7 @@ class SmallAlexNet(nn.Module):
         if not isinstance(lrn, bool):
             raise TypeError(f"lrn must be a bool, got {type(lrn).__name__}")
         _checks.probability("dropout", dropout)
+        _check_init_std(init_std)
         side = image_size
         for _ in range(3):
             side = (side - 3) // 2 + 1  # each 3x3, stride-2 pool
@@ -156,27 +202,188 @@ class SmallAlexNet(nn.Module):
         )  # fmt: skip
         self.classifier = nn.Sequential(
             nn.Flatten(),
-            nn.Dropout(dropout),
-            nn.Linear(w3 * side * side, hidden),
-            _activation(activation),
-            nn.Dropout(dropout),
+            nn.Linear(w3 * side * side, hidden), _activation(activation), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), _activation(activation), nn.Dropout(dropout),
             nn.Linear(hidden, num_classes),
-        )
+        )  # fmt: skip
         self.in_channels, self.image_size = in_channels, image_size
-        gain = nn.init.calculate_gain(activation)
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                # keep the signal's variance through each layer for this activation
-                nn.init.normal_(m.weight, std=gain / math.sqrt(m.weight[0].numel()))
-                nn.init.zeros_(m.bias)
+        _init_weights(self, activation, init_std)
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``(B, C, H, W)`` with ``H = W = image_size`` -> logits ``(B, K)``."""
-        _checks.tensor("images", images, ndim=4, kind="float")
-        _checks.size_matches("images", images.shape[1], self.in_channels, "channels")
-        _checks.size_matches("images", images.shape[-1], self.image_size, "width")
-        _checks.size_matches("images", images.shape[-2], self.image_size, "height")
+        _check_images(images, self.in_channels, self.image_size)
         return self.classifier(self.features(images))
+
+
+class ConvNet(nn.Module):
+    """A plain convolutional classifier: ``len(widths)`` stages of convolution, activation and pooling, then one linear layer.
+
+    Stage ``i`` is a ``kernel_size`` x ``kernel_size`` convolution to
+    ``widths[i]`` channels (padding keeps the size), the activation
+    (``"relu"`` or ``"tanh"``) and an overlapping 3x3 max-pool with stride 2
+    and padding 1, which halves the side (rounding up): 28 -> 14 -> 7 -> 4.
+    A linear layer maps the flattened features to ``num_classes`` logits.
+    With the default three stages this is a four-layer network like the one
+    of the paper's Figure 1 (and of cuda-convnet's quick CIFAR-10 network).
+    Weights start signal-preserving for the activation (``init_std=None``) or
+    from ``N(0, init_std^2)``; biases at zero.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        num_classes: int = 10,
+        *,
+        image_size: int = 28,
+        widths: Sequence[int] = (32, 32, 64),
+        kernel_size: int = 5,
+        activation: str = "relu",
+        init_std: float | None = None,
+    ) -> None:
+        super().__init__()
+        _checks.positive_int("in_channels", in_channels)
+        _checks.positive_int("num_classes", num_classes)
+        _checks.positive_int("image_size", image_size)
+        if isinstance(widths, (str, bytes)) or not isinstance(widths, Sequence) or not widths:
+            raise TypeError(f"widths must be a non-empty sequence of ints, got {widths!r}")
+        for w in widths:
+            _checks.positive_int("widths", w)
+        _checks.positive_int("kernel_size", kernel_size)
+        if kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd, got {kernel_size}")
+        _checks.one_of("activation", activation, ACTIVATIONS)
+        _check_init_std(init_std)
+        layers: list[nn.Module] = []
+        side, c_in = image_size, in_channels
+        for w in widths:
+            layers += [nn.Conv2d(c_in, w, kernel_size, padding=kernel_size // 2), _activation(activation),
+                       nn.MaxPool2d(3, stride=2, padding=1)]
+            side, c_in = (side - 1) // 2 + 1, w
+        self.features = nn.Sequential(*layers)
+        self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(c_in * side * side, num_classes))
+        self.in_channels, self.image_size = in_channels, image_size
+        _init_weights(self, activation, init_std)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        """Images ``(B, C, H, W)`` with ``H = W = image_size`` -> logits ``(B, K)``."""
+        _check_images(images, self.in_channels, self.image_size)
+        return self.classifier(self.features(images))
+
+
+@dataclass
+class Race:
+    """What :func:`epochs_to_error` measured: the winner, its epochs, and every runner's curve.
+
+    ``lr`` is the winning learning rate (None when no model reached the
+    threshold), ``epochs`` the epochs it took (or the cap), ``running[lr]``
+    each model's training error after every step from the end of its first
+    epoch, ``dropped[lr]`` the step at which a model dropped out, and
+    ``models[lr]`` the trained models as they stood when the race ended.
+    """
+
+    lr: float | None
+    epochs: float
+    running: dict[float, list[float]]
+    dropped: dict[float, int]
+    steps_per_epoch: int
+    models: dict[float, nn.Module]
+
+    @property
+    def best(self) -> float:
+        """The winning rate or, when none won, the rate whose last training error is lowest."""
+        if self.lr is not None:
+            return self.lr
+        return min(self.running, key=lambda lr: self.running[lr][-1] if self.running[lr] else math.inf)
+
+
+def epochs_to_error(
+    make_model: Callable[[], nn.Module],
+    lrs: Sequence[float],
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    threshold: float,
+    *,
+    batch_size: int = 64,
+    max_epochs: float = 20.0,
+    momentum: float = 0.9,
+    generator: torch.Generator | None = None,
+) -> Race:
+    """Epochs until a model first reaches training error ``threshold``, with the best of several learning rates.
+
+    One model per learning rate in ``lrs`` (each from ``make_model()``, so
+    with the same initial weights when it seeds itself) trains by SGD with
+    ``momentum``, all in lockstep on the same mini-batches: each epoch is a
+    fresh random order of ``images (N, C, H, W)`` and ``labels (N,)``, drawn
+    from ``generator``, cut into batches of ``batch_size`` (the last partial
+    batch is dropped). A model's training error is the fraction of mistakes
+    on its last epoch's worth of batches, each counted before the step that
+    learns from it (the per-epoch training error of the paper's Figure 1),
+    checked after every step once a full epoch has passed. The race stops
+    at the first step where a model's error is at most ``threshold``: that
+    model's learning rate wins (of several at the same step, the one with the
+    lowest error, then the one listed first) and ``epochs`` is the steps so
+    far divided by the steps per epoch. A
+    model whose loss stops being finite, or whose error is still above 0.85
+    after two epochs (it has stalled at chance or diverged), drops out. When no
+    model reaches the threshold within ``max_epochs``, ``lr`` is None and
+    ``epochs`` is ``max_epochs`` (a lower bound on the true value).
+    """
+    if not callable(make_model):
+        raise TypeError(f"make_model must be callable, got {type(make_model).__name__}")
+    if isinstance(lrs, (str, bytes)) or not isinstance(lrs, Sequence) or not lrs:
+        raise TypeError(f"lrs must be a non-empty sequence of floats, got {lrs!r}")
+    for lr in lrs:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+            raise ValueError(f"lrs must hold positive floats, got {lr!r}")
+    _checks.tensor("images", images, ndim=4, kind="float")
+    _checks.tensor("labels", labels, ndim=1, kind="int")
+    _checks.size_matches("labels", len(labels), len(images), "length")
+    _checks.probability("threshold", threshold)
+    _checks.positive_int("batch_size", batch_size)
+    if len(images) < batch_size:
+        raise ValueError(f"batch_size must be at most the number of images ({len(images)}), got {batch_size}")
+    if isinstance(max_epochs, bool) or not isinstance(max_epochs, (int, float)) or not max_epochs > 0:
+        raise ValueError(f"max_epochs must be positive, got {max_epochs!r}")
+    per_epoch = len(images) // batch_size
+    models = {float(lr): make_model() for lr in lrs}
+    opts = {lr: torch.optim.SGD(m.parameters(), lr=lr, momentum=momentum) for lr, m in models.items()}
+    mistakes: dict[float, list[float]] = {lr: [] for lr in models}
+    running: dict[float, list[float]] = {lr: [] for lr in models}
+    dropped: dict[float, int] = {}
+    for m in models.values():
+        m.train()
+    step, total = 0, int(max_epochs * per_epoch)
+    while step < total:
+        order = torch.randperm(len(images), generator=generator).to(images.device)
+        for b in range(per_epoch):
+            if step == total:
+                break
+            step += 1
+            idx = order[b * batch_size:(b + 1) * batch_size]
+            x, y = images[idx], labels[idx]
+            arrived: list[tuple[float, float]] = []  # (error, lr) of the models at the threshold
+            for lr in [lr for lr in models if lr not in dropped]:
+                logits = models[lr](x)
+                loss = F.cross_entropy(logits, y)
+                opts[lr].zero_grad(set_to_none=True)
+                loss.backward()
+                opts[lr].step()
+                mistakes[lr].append((logits.argmax(1) != y).float().mean().item())
+                if not math.isfinite(loss.item()):
+                    dropped[lr] = step
+                elif step >= per_epoch:
+                    error = sum(mistakes[lr][-per_epoch:]) / per_epoch
+                    running[lr].append(error)
+                    if error <= threshold:
+                        arrived.append((error, lr))
+                    elif error > 0.85 and step >= 2 * per_epoch:
+                        dropped[lr] = step
+            if arrived:  # the lowest error wins a tie; equal errors go to the rate listed first
+                return Race(min(arrived, key=lambda a: a[0])[1], step / per_epoch, running, dropped, per_epoch,
+                        models)
+            if len(dropped) == len(models):
+                return Race(None, float(max_epochs), running, dropped, per_epoch, models)
+    return Race(None, float(max_epochs), running, dropped, per_epoch, models)
 
 
 # --- Dilated convolutions and the context module (chapter 11) -------------------------
@@ -187,11 +394,13 @@ class SmallAlexNet(nn.Module):
 # :func:`receptive_field` is the analytic receptive field of a stack of
 # stride-1 layers and :func:`empirical_receptive_field` measures it with a
 # gradient; :class:`ContextModule` is the paper's stack of 3x3 convolutions with
-# growing dilation, with its identity initialisation.
+# growing dilation, with its identity initialisation (basic or large widths,
+# :func:`large_widths`); :class:`PoolingModule` is the equal-parameter
+# alternative that pools and upsamples; :func:`in_view` says which pixels a
+# square receptive field sees.
 
-from collections.abc import Sequence  # noqa: E402
-
-PAPER_DILATIONS = (1, 1, 2, 4, 8, 16, 1)  # layers 1-7 of the paper's context module
+PAPER_DILATIONS = (1, 1, 2, 4, 8, 16, 1)  # layers 1-7 of the paper's context module (Table 1)
+LARGE_MULTIPLIERS = (2, 2, 4, 8, 16, 32, 32)  # widths of layers 1-7 of the large module, in units of C
 
 
 def conv2d(
@@ -336,19 +545,48 @@ def identity_kernel(out_channels: int, in_channels: int, kernel_size: int, group
     return weight
 
 
+def large_widths(channels: int) -> tuple[int, ...]:
+    """The widths of the paper's *large* context module for ``channels`` classes (Table 1).
+
+    Layers 1-7 have ``2C, 2C, 4C, 8C, 16C, 32C, 32C`` channels (``C = channels``);
+    the final 1x1 layer returns to ``C``. The basic module has ``C`` throughout.
+    """
+    _checks.positive_int("channels", channels)
+    return tuple(m * channels for m in LARGE_MULTIPLIERS)
+
+
+def _widths(channels: int, width: int | Sequence[int] | None, n: int) -> tuple[int, ...]:
+    """One width per 3x3 layer, each a positive multiple of ``channels``."""
+    if width is None:
+        widths = (channels,) * n
+    elif isinstance(width, Sequence) and not isinstance(width, (str, bytes)):
+        widths = tuple(width)
+        if len(widths) != n:
+            raise ValueError(f"width must give one width per layer ({n}), got {len(widths)}")
+    else:
+        widths = (width,) * n
+    for w in widths:
+        _checks.positive_int("width", w)
+        if w % channels:
+            raise ValueError(f"width must be a multiple of channels ({channels}), got {w}")
+    return widths  # type: ignore[return-value]
+
+
 class ContextModule(nn.Module):
     """The context module: 3x3 convolutions with growing dilation, then a 1x1 convolution.
 
     Maps ``(B, C, H, W)`` to ``(B, C, H, W)``: one 3x3 layer per entry of
     ``dilations`` (padding = dilation, so the resolution is kept), each
-    followed by a ReLU, from ``channels`` to ``width`` channels and on at
-    ``width``; then a linear 1x1 layer back to ``channels``. The paper's
-    *basic* module has ``width = channels`` and dilations 1, 1, 2, 4, 8, 16, 1.
+    followed by a ReLU, then a linear 1x1 layer back to ``channels``.
+    ``width`` is the number of channels of the 3x3 layers: one int for all of
+    them, or one per layer (each a multiple of ``channels``). The paper's
+    *basic* module has ``width = channels`` (the default) and dilations 1, 1,
+    2, 4, 8, 16, 1; its *large* module has ``width = large_widths(channels)``.
 
     ``init="identity"`` starts every layer at :func:`identity_kernel` with
     zero bias, plus Gaussian noise of standard deviation ``noise`` on every
-    weight (the paper adds such noise when ``width > channels`` so the copies
-    of a channel can become different); with ``noise=0`` the module is the
+    weight (the paper adds such noise when a layer widens, so the copies of a
+    channel can become different); with ``noise=0`` the module is the
     identity on non-negative inputs. ``init="random"`` uses He-normal weights.
     The weights are drawn from ``generator`` when given.
     """
@@ -358,27 +596,25 @@ class ContextModule(nn.Module):
         channels: int,
         dilations: Sequence[int] = PAPER_DILATIONS,
         *,
-        width: int | None = None,
+        width: int | Sequence[int] | None = None,
         init: str = "identity",
         noise: float = 0.0,
         generator: torch.Generator | None = None,
     ) -> None:
         super().__init__()
         _checks.positive_int("channels", channels)
-        width = channels if width is None else _checks.positive_int("width", width)
-        if width % channels:
-            raise ValueError(f"width must be a multiple of channels ({channels}), got {width}")
         if isinstance(dilations, (str, bytes)) or not isinstance(dilations, Sequence) or not dilations:
             raise TypeError(f"dilations must be a non-empty sequence of ints, got {dilations!r}")
         for d in dilations:
             _checks.positive_int("dilations", d)
+        widths = _widths(channels, width, len(dilations))
         _checks.one_of("init", init, ("identity", "random"))
         if isinstance(noise, bool) or not isinstance(noise, (int, float)) or not noise >= 0:
             raise ValueError(f"noise must be a non-negative float, got {noise!r}")
-        self.channels, self.width, self.dilations = channels, width, tuple(dilations)
-        sizes = [channels] + [width] * len(dilations)
-        self.convs = nn.ModuleList(nn.Conv2d(c_in, width, 3) for c_in in sizes[:-1])
-        self.final = nn.Conv2d(width, channels, 1)
+        self.channels, self.widths, self.dilations = channels, widths, tuple(dilations)
+        sizes = (channels, *widths)
+        self.convs = nn.ModuleList(nn.Conv2d(c_in, c_out, 3) for c_in, c_out in zip(sizes, sizes[1:]))
+        self.final = nn.Conv2d(widths[-1], channels, 1)
         for conv in [*self.convs, self.final]:
             c_out, c_in, k, _ = conv.weight.shape
             with torch.no_grad():
@@ -403,3 +639,78 @@ class ContextModule(nn.Module):
         for conv, d in zip(self.convs, self.dilations):
             x = torch.relu(F.conv2d(x, conv.weight, conv.bias, padding=d, dilation=d))
         return self.final(x)
+
+
+class PoolingModule(nn.Module):
+    """The alternative of the paper's day: context by pooling and upsampling, at the context module's cost.
+
+    Maps ``(B, C, H, W)`` to ``(B, C, H, W)`` with the same layers as a
+    :class:`ContextModule` of the same ``width`` and seven 3x3 layers (so the
+    same parameters), arranged as an hourglass in the manner of FCN and
+    U-Net: layers 1-2 at full resolution, then 2x2 max-pooling before each
+    of layers 3, 4 and 5 (down to 1/8), then bilinear 2x upsampling before
+    layers 6, 7 and the final 1x1 layer, each upsampled map added to the
+    encoder's map of the same resolution (a skip connection without
+    parameters). Every 3x3 layer is followed by a ReLU. The output is the
+    input plus the final layer's, and the final layer starts at zero, so the
+    untrained module is the identity, as the identity-initialised context
+    module is on non-negative inputs. The 3x3 layers start He-normal (from
+    ``generator`` when given). ``H`` and ``W`` must be multiples of 8.
+    """
+
+    def __init__(self, channels: int, *, width: int | None = None,
+                 generator: torch.Generator | None = None) -> None:
+        super().__init__()
+        _checks.positive_int("channels", channels)
+        w = _widths(channels, width, 1)[0]
+        self.channels, self.width = channels, w
+        self.convs = nn.ModuleList(nn.Conv2d(channels if i == 0 else w, w, 3, padding=1) for i in range(7))
+        self.final = nn.Conv2d(w, channels, 1)
+        with torch.no_grad():
+            for conv in self.convs:
+                conv.weight.copy_(torch.randn(conv.weight.shape, generator=generator)
+                                  * math.sqrt(2.0 / conv.weight[0].numel()))
+                conv.bias.zero_()
+            self.final.weight.zero_()
+            self.final.bias.zero_()
+
+    def forward(self, input: torch.Tensor) -> torch.Tensor:
+        """``(B, C, H, W)`` -> ``(B, C, H, W)``, with ``H`` and ``W`` multiples of 8."""
+        _checks.tensor("input", input, ndim=4, kind="float")
+        _checks.size_matches("input", input.shape[1], self.channels, "channels")
+        if input.shape[-1] % 8 or input.shape[-2] % 8:
+            raise ValueError(f"input must have height and width divisible by 8, got {tuple(input.shape[-2:])}")
+        c = self.convs
+
+        def up(x: torch.Tensor) -> torch.Tensor:
+            return F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+
+        h1 = torch.relu(c[0](input))  # full resolution
+        h2 = torch.relu(c[1](h1))  # full resolution
+        h3 = torch.relu(c[2](F.max_pool2d(h2, 2)))  # 1/2
+        h4 = torch.relu(c[3](F.max_pool2d(h3, 2)))  # 1/4
+        h5 = torch.relu(c[4](F.max_pool2d(h4, 2)))  # 1/8
+        h6 = torch.relu(c[5](up(h5) + h4))  # 1/4
+        h7 = torch.relu(c[6](up(h6) + h3))  # 1/2
+        return input + self.final(up(h7) + h2)
+
+
+def in_view(mask: torch.Tensor, side: int) -> torch.Tensor:
+    """Which pixels have a True pixel of ``mask`` inside a ``side x side`` square centred on them.
+
+    ``mask`` is a bool ``(..., H, W)`` map (e.g. where the seeds are) and
+    ``side`` an odd receptive-field side. Returns a bool map of the same
+    shape: True at pixel ``(i, j)`` when some True pixel ``(k, l)`` has
+    ``|k - i| <= side // 2`` and ``|l - j| <= side // 2``, i.e. when a unit
+    with that square receptive field, centred on the pixel, sees it. Pixels
+    outside the image count as False.
+    """
+    _checks.tensor("mask", mask, kind="bool")
+    if mask.dim() < 2:
+        raise ValueError(f"mask must have 2 or more dimensions (..., H, W), got shape {tuple(mask.shape)}")
+    _checks.positive_int("side", side)
+    if side % 2 == 0:
+        raise ValueError(f"side must be odd, got {side}")
+    flat = mask.reshape(-1, 1, *mask.shape[-2:]).float()
+    seen = F.max_pool2d(flat, side, stride=1, padding=side // 2) > 0
+    return seen.reshape(mask.shape)

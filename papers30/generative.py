@@ -1,14 +1,15 @@
-"""Variational autoencoders with an autoregressive decoder: ELBO in bits, masked convolutions.
+"""Variational autoencoders with an autoregressive decoder: ELBO in bits, causal convolutions.
 
 Chapter 17 (Chen et al., 2017, "Variational Lossy Autoencoder") trains a
 variational autoencoder (VAE) on small binary images and asks how much
 information its latent code carries, measured as the KL term of the evidence
 lower bound (ELBO) in bits per image. The decoder is either factorised (a
 plain VAE: every pixel independent given the code) or autoregressive, a
-PixelCNN-style stack whose first layer is a *masked* convolution: pixel ``p``
-sees only the pixels before it in raster order that fall inside a
-``kernel_size x kernel_size`` window, so the kernel size sets the decoder's
-receptive field. The Gaussian KL is the one of chapter 5
+PixelCNN: stacked causal convolutions in which pixel ``p`` sees only pixels
+before it in raster order, within a window that grows with the number of
+layers (:func:`context_size`), from a few neighbours to every earlier pixel.
+:func:`pixel_error` and :func:`coarse_error` measure what a reconstruction
+keeps. The Gaussian KL is the one of chapter 5
 (:func:`papers30.mdl.gaussian_kl`).
 
 Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width,
@@ -17,6 +18,7 @@ Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width,
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -25,17 +27,23 @@ from torch import nn
 
 from papers30 import _checks
 from papers30.mdl import LN2, gaussian_kl
+from papers30.training import History, fit
 
 __all__ = [
     "ELBO",
     "VAE",
-    "MaskedConv2d",
+    "CausalConvLayer",
+    "PixelCNN",
     "bernoulli_bits",
     "binarize",
-    "causal_mask",
+    "coarse_error",
     "context_size",
     "elbo_bits",
+    "pixel_error",
+    "receptive_field",
     "reparameterize",
+    "train_vae",
+    "window_mask",
 ]
 
 
@@ -123,50 +131,138 @@ def elbo_bits(logits: torch.Tensor, target: torch.Tensor, mu: torch.Tensor, log_
     return ELBO(reconstruction=recon, kl=kl)
 
 
-def causal_mask(kernel_size: int, include_center: bool) -> torch.Tensor:
-    """The ``(k, k)`` 0/1 mask of a raster-order causal convolution.
+def context_size(kernel_size: int, layers: int) -> int:
+    """Earlier pixels a :class:`PixelCNN` of ``layers`` layers of odd ``kernel_size`` sees, away from the borders.
 
-    Ones on the rows above the centre, and on the centre row left of the
-    centre (and at the centre itself when ``include_center``, PixelCNN's mask
-    "B"; without it, mask "A").
+    With ``r = kernel_size // 2`` each layer reaches ``r`` pixels further:
+    the ``layers * r + 1`` rows above, ``layers * r`` pixels either side,
+    plus ``layers * r`` pixels to the left on the pixel's own row, eq.
+    (vlae-ctx) of chapter 17: ``(L r + 1)(2 L r + 1) + L r``.
     """
     _checks.positive_int("kernel_size", kernel_size)
-    if kernel_size % 2 == 0:
-        raise ValueError(f"kernel_size must be odd, got {kernel_size}")
-    if not isinstance(include_center, bool):
-        raise TypeError(f"include_center must be a bool, got {type(include_center).__name__}")
-    c = kernel_size // 2
-    mask = torch.zeros(kernel_size, kernel_size)
-    mask[:c] = 1.0
-    mask[c, : c + int(include_center)] = 1.0
-    return mask
+    _checks.positive_int("layers", layers)
+    if kernel_size % 2 == 0 or kernel_size < 3:
+        raise ValueError(f"kernel_size must be odd and at least 3, got {kernel_size}")
+    reach = layers * (kernel_size // 2)
+    return (reach + 1) * (2 * reach + 1) + reach
 
 
-def context_size(kernel_size: int) -> int:
-    """Pixels a mask-"A" convolution of odd ``kernel_size`` sees: ``(k // 2) * k + k // 2``."""
-    return int(causal_mask(kernel_size, False).sum().item())
+def window_mask(image_size: int, kernel_size: int, layers: int, position: tuple[int, int]) -> torch.Tensor:
+    """The earlier pixels a :class:`PixelCNN` sees from ``position`` in an ``S x S`` image: ``(S, S)`` bool.
+
+    With reach ``R = layers * (kernel_size // 2)``: rows ``i - 1 - R .. i - 1``
+    within ``R`` columns of ``j``, and ``R`` pixels to the left on row ``i``,
+    clipped to the image (the closed form behind :func:`context_size`).
+    """
+    _checks.positive_int("image_size", image_size)
+    context_size(kernel_size, layers)  # validates both
+    if not (isinstance(position, tuple) and len(position) == 2 and all(isinstance(p, int) for p in position)):
+        raise TypeError(f"position must be a (row, column) tuple of ints, got {position!r}")
+    i, j = position
+    if not (0 <= i < image_size and 0 <= j < image_size):
+        raise ValueError(f"position must lie inside the {image_size}x{image_size} image, got {position}")
+    reach = layers * (kernel_size // 2)
+    rows = torch.arange(image_size)[:, None]
+    cols = torch.arange(image_size)[None, :]
+    above = (rows < i) & (rows >= i - 1 - reach) & ((cols - j).abs() <= reach)
+    left = (rows == i) & (cols < j) & (cols >= j - reach)
+    return above | left
 
 
-class MaskedConv2d(nn.Conv2d):
-    """A ``same``-padded 2-D convolution whose kernel is multiplied by :func:`causal_mask`.
+class CausalConvLayer(nn.Module):
+    """One layer of a PixelCNN without a blind spot: a vertical and a horizontal stack.
 
-    ``mask_type="A"`` excludes the centre pixel (the first layer: output ``p``
-    must not see input ``p``); ``"B"`` includes it (later layers, whose input
-    at ``p`` already depends only on pixels before ``p``). Maps
-    ``(B, in_channels, H, W)`` to ``(B, out_channels, H, W)``.
+    The *vertical* stack ``v`` convolves the ``r + 1`` rows up to and
+    including the current one (``r = kernel_size // 2``) over ``2r + 1``
+    columns; it reaches the horizontal stack only shifted down by one row, so
+    pixel ``(i, j)`` gets features of rows ``< i``. The *horizontal* stack
+    ``h`` convolves the current row: pixels ``j - r .. j - 1`` in the first
+    layer (the image itself must not leak), ``j - r .. j`` in later layers,
+    whose input at ``j`` already depends only on earlier pixels. This is the
+    two-stack design of van den Oord et al. (2016, "Conditional image
+    generation with PixelCNN decoders"), without its gates. Maps
+    ``(B, C_in, H, W)`` pairs to ``(B, C, H, W)`` pairs.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, kernel_size: int, mask_type: str = "A") -> None:
-        _checks.one_of("mask_type", mask_type, ("A", "B"))
-        mask = causal_mask(kernel_size, mask_type == "B")
-        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
-        self.mask_type = mask_type
-        self.register_buffer("mask", mask)
+    def __init__(self, in_channels: int, channels: int, kernel_size: int, first: bool) -> None:
+        super().__init__()
+        _checks.positive_int("in_channels", in_channels)
+        _checks.positive_int("channels", channels)
+        context_size(kernel_size, 1)  # validates kernel_size
+        if not isinstance(first, bool):
+            raise TypeError(f"first must be a bool, got {type(first).__name__}")
+        r = kernel_size // 2
+        self.r, self.first = r, first
+        self.vertical = nn.Conv2d(in_channels, channels, (r + 1, kernel_size))
+        self.horizontal = nn.Conv2d(in_channels, channels, (1, r if first else r + 1))
+        self.link = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One layer: ``(v, h) -> (v', h')``; ``h'`` at pixel ``p`` depends on the image only before ``p``."""
+        r, width = self.r, h.shape[-1]
+        v = self.vertical(F.pad(v, (r, r, r, 0)))  # rows i - r .. i, columns j - r .. j + r
+        above = F.pad(v, (0, 0, 1, 0))[..., :-1, :]  # shift down: row i sees rows < i
+        row = self.horizontal(F.pad(h, (r, 0, 0, 0)))[..., :width]  # columns j - r .. j (- 1 if first)
+        out = torch.relu(row + self.link(above))
+        return torch.relu(v), out if self.first else h + out
+
+
+class PixelCNN(nn.Module):
+    """A stack of :class:`CausalConvLayer`: features of the earlier pixels, ``(B, 1, H, W) -> (B, C, H, W)``.
+
+    The feature at pixel ``p`` depends on the image only at pixels before
+    ``p`` in raster order, within the window of :func:`context_size`:
+    ``layers * (kernel_size // 2)`` pixels in every direction above and to
+    the left. One layer of kernel 3 sees 7 earlier pixels; enough layers see
+    every earlier pixel of the image.
+    """
+
+    def __init__(self, channels: int, kernel_size: int, layers: int) -> None:
+        super().__init__()
+        context_size(kernel_size, layers)  # validates both
+        self.kernel_size, self.num_layers = kernel_size, layers
+        self.layers = nn.ModuleList(
+            CausalConvLayer(1 if i == 0 else channels, channels, kernel_size, first=i == 0) for i in range(layers)
+        )
 
     def forward(self, input: torch.Tensor) -> torch.Tensor:
-        """Convolve ``input (B, C, H, W)`` with the masked kernel."""
+        """Features ``(B, C, H, W)`` of ``input (B, 1, H, W)``, causal in raster order."""
         _checks.tensor("input", input, ndim=4, kind="float")
-        return F.conv2d(input, self.weight * self.mask, self.bias, padding=self.padding)
+        v = h = input
+        for layer in self.layers:
+            v, h = layer(v, h)
+        return h
+
+
+def receptive_field(
+    fn: Callable[[torch.Tensor], torch.Tensor],
+    image_size: int,
+    position: tuple[int, int],
+    *,
+    tries: int = 3,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """The pixels of the input that output pixel ``position`` depends on, found by autograd: ``(S, S)`` bool.
+
+    ``fn`` maps images ``(1, 1, S, S)`` to outputs ``(1, C, S, S)``. The
+    gradient of the output's channels at ``position`` is taken at ``tries``
+    random float64 inputs (a ReLU can hide a dependence at one input), and a
+    pixel counts when any gradient there is non-zero.
+    """
+    if not callable(fn):
+        raise TypeError(f"fn must be callable, got {type(fn).__name__}")
+    _checks.positive_int("image_size", image_size)
+    _checks.positive_int("tries", tries)
+    if not (isinstance(position, tuple) and len(position) == 2 and all(isinstance(p, int) for p in position)):
+        raise TypeError(f"position must be a (row, column) tuple of ints, got {position!r}")
+    if not all(0 <= p < image_size for p in position):
+        raise ValueError(f"position must lie inside the {image_size}x{image_size} image, got {position}")
+    seen = torch.zeros(image_size, image_size, dtype=torch.bool)
+    for _ in range(tries):
+        x = torch.rand(1, 1, image_size, image_size, dtype=torch.float64, generator=generator).requires_grad_()
+        fn(x)[0, :, position[0], position[1]].sum().backward()
+        seen |= x.grad[0, 0] != 0
+    return seen
 
 
 class VAE(nn.Module):
@@ -177,19 +273,20 @@ class VAE(nn.Module):
     ``channels`` feature maps ``(B, channels, S, S)``. With
     ``kernel_size=None`` (a plain VAE) these alone give each pixel's logit,
     through two 1x1 convolutions: pixels are independent given ``z``. With an
-    odd ``kernel_size`` a mask-"A" :class:`MaskedConv2d` of that size adds
-    features of the pixels before each pixel in raster order (its
-    :func:`context_size` of them), then the same 1x1 convolutions: a PixelCNN
-    of receptive field ``kernel_size`` conditioned on ``z``, eq. (vlae-ar).
+    odd ``kernel_size`` a :class:`PixelCNN` of ``layers`` layers adds features
+    of the earlier pixels in its window (:func:`context_size` of them) before
+    the same 1x1 convolutions: a PixelCNN conditioned on ``z``, eq. (vlae-ar)
+    of chapter 17.
     """
 
     def __init__(
         self,
         image_size: int,
         latent: int = 16,
-        hidden: int = 256,
-        channels: int = 32,
+        hidden: int = 128,
+        channels: int = 16,
         kernel_size: int | None = None,
+        layers: int = 1,
     ) -> None:
         super().__init__()
         for name, value in [("image_size", image_size), ("latent", latent), ("hidden", hidden), ("channels", channels)]:
@@ -198,7 +295,7 @@ class VAE(nn.Module):
         pixels = image_size * image_size
         self.encoder = nn.Sequential(nn.Flatten(), nn.Linear(pixels, hidden), nn.ReLU(), nn.Linear(hidden, 2 * latent))
         self.condition = nn.Linear(latent, channels * pixels)
-        self.context = None if kernel_size is None else MaskedConv2d(1, channels, kernel_size, "A")
+        self.context = None if kernel_size is None else PixelCNN(channels, kernel_size, layers)
         self.head = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, 1, 1))
 
     def _check_images(self, x: torch.Tensor) -> None:
@@ -257,3 +354,62 @@ class VAE(nn.Module):
             else:
                 x[:, :, pos[0], pos[1]] = draw[:, :, pos[0], pos[1]]
         return x
+
+
+def train_vae(
+    model: VAE,
+    images: torch.Tensor,
+    *,
+    steps: int,
+    batch: int,
+    generator: torch.Generator,
+    lr: float = 2e-3,
+    stop_after: int | None = None,
+) -> History:
+    """Minimise the negative ELBO (bits per image) of ``images (N, 1, S, S)`` with Adam; return the :class:`History`.
+
+    Each step draws ``batch`` images at random and one code sample per image
+    from ``generator`` (on the CPU), so two models trained with equally
+    seeded generators see the same batches. No KL annealing or free bits.
+    """
+    if not isinstance(model, VAE):
+        raise TypeError(f"model must be a VAE, got {type(model).__name__}")
+    model._check_images(images)
+    _checks.positive_int("batch", batch)
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+
+    def loss(step: int) -> torch.Tensor:
+        idx = torch.randint(0, images.shape[0], (batch,), generator=generator).to(images.device)
+        return model(images[idx], generator).total.mean()  # eq. (vlae-elbo)
+
+    return fit(model, opt, loss, steps, stop_after=stop_after)
+
+
+def pixel_error(input: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per image, the mean absolute difference of ``input`` and ``target (B, C, H, W)``: ``(B,)``.
+
+    For binary images it is the fraction of pixels that differ.
+    """
+    _checks.tensor("input", input, ndim=4, kind="float")
+    _checks.tensor("target", target, ndim=4, kind="float")
+    if input.shape != target.shape:
+        raise ValueError(f"target must have the shape of input {tuple(input.shape)}, got {tuple(target.shape)}")
+    return (input - target).abs().flatten(1).mean(1)
+
+
+def coarse_error(input: torch.Tensor, target: torch.Tensor, factor: int) -> torch.Tensor:
+    """Per image, :func:`pixel_error` after averaging ``factor x factor`` blocks of both images: ``(B,)``.
+
+    It compares how much ink each block holds, not where exactly it lies
+    inside the block: the coarse structure of the images.
+    """
+    _checks.tensor("input", input, ndim=4, kind="float")
+    _checks.positive_int("factor", factor)
+    if input.shape[-1] < factor or input.shape[-2] < factor:
+        raise ValueError(f"factor must not exceed the image size, got {factor} for {tuple(input.shape)}")
+    _checks.tensor("target", target, ndim=4, kind="float")
+    if input.shape != target.shape:
+        raise ValueError(f"target must have the shape of input {tuple(input.shape)}, got {tuple(target.shape)}")
+    return pixel_error(F.avg_pool2d(input, factor), F.avg_pool2d(target, factor))

@@ -37,6 +37,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from papers30 import _checks
 from papers30.papers import Declaration, declaration, declarations
 
 LEDGER_ENV = "PAPERS30_LEDGER_DIR"
@@ -55,9 +56,15 @@ def _fmt(x: float, digits: int) -> str:
     return f"{x:.{digits}g}"
 
 
+def _declared(d: object) -> Declaration:
+    if not isinstance(d, Declaration):
+        raise TypeError(f"d must be a papers30.papers.Declaration, got {type(d).__name__}")
+    return d
+
+
 def criterion_text(d: Declaration) -> str:
     """Human-readable form of a declared criterion, e.g. ``"≥ 0.9"`` or ``"≥ control + 0.05"``."""
-    n = d.digits
+    n = _declared(d).digits
     if d.above_control is not None:
         return f"≥ control + {_fmt(d.above_control, n)}"
     if d.below_control is not None:
@@ -71,6 +78,10 @@ def criterion_text(d: Declaration) -> str:
 
 def evaluate(value: float, d: Declaration, control: float | None = None) -> bool:
     """Whether ``value`` meets the declared criterion (``control`` for a relative one); NaN never does."""
+    _declared(d)
+    (value,) = _numbers("value", value)
+    if control is not None:
+        (control,) = _numbers("control", control)
     if math.isnan(value):
         return False
     if d.relative:
@@ -133,6 +144,11 @@ class Record:
     reason: str
     digits: int = 3
     shown: str = field(default="")
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+        if self.kind not in ("claim", "check"):
+            raise ValueError(f"kind must be 'claim' or 'check', got {self.kind!r}")
 
     @property
     def result(self) -> str:
@@ -200,6 +216,9 @@ class ChapterLedger:
             raise ValueError(f"{LEDGER_ENV} must name a directory, got {str(self.path.parent)!r} (a file)")
         self.records: dict[str, Record] = {}
         self._save()
+        from papers30.display import set_chapter
+
+        set_chapter(chapter)
 
     def record(
         self,
@@ -290,6 +309,11 @@ class ChapterLedger:
 class Markdown(str):
     """Markdown text that notebooks display rendered (a ``str`` for everything else)."""
 
+    def __new__(cls, text: str = "") -> "Markdown":
+        if not isinstance(text, str):
+            raise TypeError(f"text must be a str, got {type(text).__name__}")
+        return super().__new__(cls, text)
+
     def _repr_markdown_(self) -> str:
         return str(self)
 
@@ -302,13 +326,16 @@ def _verdict_md(r: Record) -> str:
 
 def glance_text(chapter: int, records: list[Record]) -> str:
     """The At-a-glance Markdown of ``chapter`` from its records (see :meth:`ChapterLedger.glance`)."""
+    _records("records", records)
+    if isinstance(chapter, bool) or not isinstance(chapter, int):
+        raise TypeError(f"chapter must be an int, got {type(chapter).__name__}")
     heads = [r for r in records if r.headline]
     if len(heads) != 1:
         raise ValueError(f"chapter {chapter} must record exactly one headline claim, got {len(heads)}")
     h = heads[0]
     source = f" ({h.source})" if h.source else ""
-    setting = f" Setting of that figure: {h.setting}." if h.setting else ""
-    seeds = f"over {len(h.values)} seeds, mean {h.shown}, range {_fmt(h.lo, h.digits)} to {_fmt(h.hi, h.digits)}"
+    setting = f" The paper's setting: {h.setting.rstrip('.')}." if h.setting else ""
+    seeds = f"Over {len(h.values)} seeds, mean {h.shown}, range {_fmt(h.lo, h.digits)} to {_fmt(h.hi, h.digits)}"
     lines = [
         f"**The paper's claim.** {h.paper}{source}.{setting}",
         "",
@@ -332,8 +359,16 @@ def glance_text(chapter: int, records: list[Record]) -> str:
     return "\n".join(lines)
 
 
+def _records(name: str, records: object) -> list[Record]:
+    if not isinstance(records, (list, tuple)) or not all(isinstance(r, Record) for r in records):
+        raise TypeError(f"{name} must be a list of ledger Records, got {type(records).__name__}")
+    return list(records)
+
+
 def load(directory: str | os.PathLike[str]) -> list[Record]:
     """All records written to ``directory``, ordered by chapter then record order."""
+    if not isinstance(directory, (str, os.PathLike)):
+        raise TypeError(f"directory must be a path, got {type(directory).__name__}")
     records: list[Record] = []
     for path in sorted(Path(directory).glob("ch[0-9][0-9].json")):
         records.extend(Record(**d) for d in json.loads(path.read_text()))
@@ -344,6 +379,7 @@ class RecordTable:
     """Records of one kind that display as a table (HTML in notebooks, text otherwise)."""
 
     def __init__(self, records: list[Record], kind: str = "claim") -> None:
+        _records("records", records)
         if kind not in ("claim", "check"):
             raise ValueError(f"kind must be 'claim' or 'check', got {kind!r}")
         self.records = records
@@ -389,6 +425,10 @@ def audit(records: list[Record], chapters: list[int]) -> list[str]:
     miss not declared in ``papers.toml``, a record that disagrees with its
     declaration, and a declared record that was never recorded.
     """
+    _records("records", records)
+    if not isinstance(chapters, (list, tuple, set)) or any(isinstance(c, bool) or not isinstance(c, int)
+                                                           for c in chapters):
+        raise TypeError(f"chapters must be a list of chapter numbers, got {chapters!r:.60}")
     problems: list[str] = []
     for chapter in chapters:
         decl = {d.id: d for d in declarations(chapter)}

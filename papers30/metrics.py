@@ -1,4 +1,4 @@
-"""Sequence metrics (chapters 13 and 14): corpus BLEU, exact match, alignment, sequential depth.
+"""Metrics: corpus BLEU, exact match, alignment and sequential depth (chapters 13 and 14), mean IoU (chapter 11).
 
 :func:`corpus_bleu` follows Papineni et al. (2002): clipped n-gram precisions
 for n = 1..4 pooled over the corpus, their geometric mean, and a brevity
@@ -9,6 +9,10 @@ one reference per candidate. Returned on the 0-100 scale papers report.
 :func:`critical_path` measures what the Transformer paper's Table 1 calls the
 minimum number of sequential operations: the longest chain of dependent
 operations in the autograd graph of a result.
+
+:func:`mean_iou` is the Pascal VOC segmentation score: per class, the
+intersection over union of predicted and true pixels pooled over the whole
+test set, averaged over the classes.
 """
 
 from __future__ import annotations
@@ -135,3 +139,31 @@ def critical_path(output: torch.Tensor) -> int:
         own = 0 if _node_kind(fn) in VIEW_NODES else 1
         depth[fn] = own + max((depth[c] for c in children), default=0)
     return depth[output.grad_fn]
+
+
+def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:
+    """Mean intersection over union of two label maps, in percent (Pascal VOC's score).
+
+    ``pred`` and ``target`` are integer labels of the same shape (e.g.
+    ``(B, H, W)``) in ``0 .. num_classes - 1``. For each class ``c`` the
+    pixels of the whole set are pooled: ``IoU_c = |pred = c and target = c| /
+    |pred = c or target = c|``; the result is the mean over the classes whose
+    union is not empty, times 100.
+    """
+    _checks.tensor("pred", pred, kind="int")
+    _checks.tensor("target", target, kind="int")
+    if pred.shape != target.shape:
+        raise ValueError(f"pred must have the shape of target {tuple(target.shape)}, got {tuple(pred.shape)}")
+    _checks.positive_int("num_classes", num_classes)
+    for name, t in (("pred", pred), ("target", target)):
+        if t.numel() and (t.min() < 0 or t.max() >= num_classes):
+            raise ValueError(f"{name} must hold labels in 0..{num_classes - 1}")
+    ious = []
+    for c in range(num_classes):
+        p, t = pred == c, target == c
+        union = (p | t).sum().item()
+        if union:
+            ious.append((p & t).sum().item() / union)
+    if not ious:
+        raise ValueError("pred and target must hold at least one pixel")
+    return 100.0 * sum(ious) / len(ious)

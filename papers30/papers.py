@@ -12,6 +12,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from importlib import resources
 
+from papers30 import _checks
+
 
 @dataclass(frozen=True)
 class Paper:
@@ -27,6 +29,9 @@ class Paper:
     bibkey: str
     url: str
     summary: str
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     @property
     def docname(self) -> str:
@@ -91,6 +96,11 @@ class Declaration:
     expected: bool
     reason: str
     digits: int
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
 
     @property
     def relative(self) -> bool:

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from papers30 import _checks
 from papers30 import ledger as _ledger
 from papers30.papers import declarations, paper
 
@@ -197,6 +198,9 @@ class RecordedRun:
     date: str
     records: list[dict[str, Any]]
     traces: dict[str, dict[str, Any]]
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     @property
     def stale(self) -> bool:

@@ -27,12 +27,25 @@ class History:
     evals: list[dict[str, float]] = field(default_factory=list)
     stopped_at: int | None = None
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     def metric(self, name: str) -> list[float]:
         """The values of evaluation metric ``name``, one per evaluation."""
+        self._known(name)
         return [e[name] for e in self.evals]
+
+    def _known(self, name: object) -> None:
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, got {type(name).__name__}")
+        if self.evals and name not in self.evals[0]:
+            raise ValueError(f"name must be one of the evaluated metrics {sorted(self.evals[0])}, got {name!r}")
 
     def first_step(self, name: str, at_least: float) -> int | None:
         """The first evaluated step at which metric ``name`` reached ``at_least`` (None if never)."""
+        self._known(name)
+        if isinstance(at_least, bool) or not isinstance(at_least, (int, float)):
+            raise TypeError(f"at_least must be a number, got {type(at_least).__name__}")
         for step, e in zip(self.eval_steps, self.evals):
             if e[name] >= at_least:
                 return step
@@ -60,6 +73,17 @@ def fit(
     steps without changing anything else (the schedule still counts towards
     ``steps``): the test suite uses it to replay the start of a recorded run.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    for name, fn in (("loss_fn", loss_fn), ("evaluate", evaluate), ("until", until)):
+        if fn is not None and not callable(fn):
+            raise TypeError(f"{name} must be callable, got {type(fn).__name__}")
+    if scheduler is not None and not hasattr(scheduler, "step"):
+        raise TypeError(f"scheduler must be a learning-rate scheduler, got {type(scheduler).__name__}")
+    if clip is not None and (isinstance(clip, bool) or not isinstance(clip, (int, float)) or not clip > 0):
+        raise ValueError(f"clip must be a positive number or None, got {clip!r}")
     _checks.positive_int("steps", steps)
     _checks.positive_int("every", every)
     if stop_after is not None:

@@ -34,8 +34,21 @@ settings.register_profile(
 )
 settings.load_profile("papers30")
 
+def pytest_configure(config):
+    """Wrap the public API so that tests/test_fuzz.py can replay valid calls with wrong arguments."""
+    config.addinivalue_line("markers", "fuzz: replays recorded calls with wrong arguments (runs last)")
+    from tests import _fuzz
+
+    _fuzz.install()
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """The fuzz replays calls recorded by every other test, so it runs last."""
+    items.sort(key=lambda item: item.get_closest_marker("fuzz") is not None)
+
+
 ENV_VARS = ("PAPERS30_LEDGER_DIR", "PAPERS30_SCALE", "PAPERS30_DEVICE", "PAPERS30_THREADS", "PAPERS30_SEED",
-            "PAPERS30_TRACE_DIR")
+            "PAPERS30_TRACE_DIR", "PAPERS30_FIGURE_DIR")
 
 
 @pytest.fixture(autouse=True)

@@ -92,3 +92,31 @@ def test_one_of_rejects_naming_the_argument_and_the_options(value, exc):
         _checks.one_of("mode", value, ("a", "b"))
     if exc is ValueError:
         assert "('a', 'b')" in str(info.value)
+
+
+def test_dataclass_fields_checks_each_annotation_by_hand():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Thing:
+        n: int
+        x: float
+        name: str
+        flag: bool
+        values: list[float]
+        maybe: int | None = None
+        pair: tuple[int, str] = (1, "a")
+        table: dict[str, int] | None = None
+
+        def __post_init__(self):
+            _checks.dataclass_fields(self)
+
+    Thing(1, 2, "a", True, [1.0, 2])  # int is a float; defaults are fine
+    Thing(1, 2.5, "a", False, [], maybe=3, pair=(2, "b"), table={"a": 1})
+    bad = [dict(n="1"), dict(n=True), dict(x="0.5"), dict(name=3), dict(flag=1), dict(values=[1, "a"]),
+           dict(values=(1.0,)), dict(maybe=1.5), dict(pair=(1, 2)), dict(pair=(1,)), dict(table={"a": "b"})]
+    for change in bad:
+        kwargs = dict(n=1, x=2.0, name="a", flag=True, values=[1.0]) | change
+        field = next(iter(change))
+        with pytest.raises(TypeError, match=f"^{field} must be"):
+            Thing(**kwargs)

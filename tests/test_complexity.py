@@ -604,3 +604,199 @@ def test_coffee_automaton_rejects_bad_arguments(gen):
         power_law_fit([2, 2], [1.0, 3.0])
     with pytest.raises(ValueError, match="y"):
         power_law_fit([1, 2, 3], [1.0, 3.0])
+
+
+# ------------------------------------------------------------------ diffusion constants
+
+
+def test_mix_lone_cream_cell_spreads_with_second_moment_two_t_minus_half():
+    """Reference: the closed form 2t - 1/2 per axis (D = 1) for a lone cell under brick-wall sweeps.
+
+    In each sweep the cell moves with probability 1/2; a move puts it in a pair that
+    continues the same way, staying turns it round, so successive moves correlate
+    (covariance 1/4) and K sweeps give K/2 + 2 (K - 1)/4 = K - 1/2 with K = 2t.
+    Independent moves (the old D = 1/2) would give t.
+    """
+    b, side, t = 20_000, 17, 4  # walls out of reach: at most 2t = 8 cells from the centre 8
+    state = torch.zeros(b, side, side, dtype=torch.bool)
+    state[:, 8, 8] = True
+    out = mix(state, t, torch.Generator().manual_seed(0))
+    where = out.view(b, -1).float().argmax(dim=1)
+    dy, dx = (where // side - 8).double(), (where % side - 8).double()
+    # the sample mean of dy**2 has a standard error of about 0.08 here
+    assert (dy**2).mean().item() == pytest.approx(2 * t - 0.5, abs=0.4)
+    assert (dx**2).mean().item() == pytest.approx(2 * t - 0.5, abs=0.4)
+
+
+def test_random_walk_spreads_with_variance_t_per_axis():
+    """Reference: two moves per step, each changing the row (or column) by one with probability 1/2: t."""
+    from papers30.complexity import random_walk
+
+    t, side = 6, 31
+    pos = torch.full((4, 5000, 2), 15, dtype=torch.long)
+    out = random_walk(pos, side, side, t, torch.Generator().manual_seed(0))
+    second = ((out - 15).double() ** 2).mean(dim=(0, 1))  # standard error about 0.12
+    assert second.tolist() == pytest.approx([t, t], abs=0.5)
+
+
+@pytest.mark.parametrize("h", [4, 9, 32])
+def test_mode_amplitude_projects_on_the_slowest_cosine(h):
+    """Reference: a profile made of that cosine (plus a constant and a faster mode) gives its amplitude."""
+    from papers30.complexity import mode_amplitude
+
+    y = torch.arange(h, dtype=torch.float64)
+    profile = 0.4 + 0.25 * torch.cos(math.pi * (y + 0.5) / h) + 0.1 * torch.cos(2 * math.pi * (y + 0.5) / h)
+    states = profile[:, None].expand(h, 5)  # every row constant
+    assert mode_amplitude(states).item() == pytest.approx(0.25, abs=1e-12)
+    cup = cream_on_top(64, 8)[0]
+    # the step profile's coefficient: (2/H) sum_{y < H/2} cos(pi (y + 1/2) / H) -> 2/pi
+    want = 2 / 64 * sum(math.cos(math.pi * (yy + 0.5) / 64) for yy in range(32))
+    assert mode_amplitude(cup).item() == pytest.approx(want, abs=1e-12)
+    assert want == pytest.approx(2 / math.pi, rel=1e-3)
+
+
+def test_decay_rate_recovers_a_known_rate():
+    from papers30.complexity import decay_rate
+
+    t = [0.0, 3.0, 10.0, 40.0]
+    assert decay_rate(t, [2.5 * math.exp(-0.07 * s) for s in t]) == pytest.approx(0.07, abs=1e-12)
+    with pytest.raises(ValueError, match="values"):
+        decay_rate([0, 1], [1.0, 0.0])
+    with pytest.raises(ValueError, match="times"):
+        decay_rate([1, 1], [1.0, 2.0])
+
+
+def test_mode_decay_gives_the_two_diffusion_constants():
+    """Reference: the derived D = 1 (swaps) and D = 1/2 (walkers), to within the noise of 64 cups of 32."""
+    from papers30.complexity import coffee_run, decay_rate, mode_amplitude
+
+    n, times = 32, [20, 40, 60, 80, 100, 120]
+    rates = {}
+    for model in ("interacting", "non-interacting"):
+        snaps = coffee_run(n, times, model, 64, torch.Generator().manual_seed(5))
+        amp = mode_amplitude(snaps).mean(dim=1)
+        rates[model] = decay_rate(times, amp.tolist()) * n * n / math.pi**2
+    assert rates["interacting"] == pytest.approx(1.0, abs=0.1)
+    assert rates["non-interacting"] == pytest.approx(0.5, abs=0.06)
+
+
+# ------------------------------------------------------------------ adjusted coarse-graining
+
+
+def _row_majority_loop(levels):
+    out = levels.clone()
+    for idx in itertools.product(*[range(s) for s in levels.shape[:-1]]):
+        row = levels[idx].tolist()
+        counts = {v: row.count(v) for v in set(row)}
+        top = max(counts.values())
+        majority = min(v for v, c in counts.items() if c == top)
+        out[idx] = torch.tensor([majority if abs(v - majority) <= 1 else v for v in row])
+    return out
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (3, 5), (2, 4, 6), (7, 2)])
+def test_row_majority_adjust_matches_a_loop_over_rows(shape, gen):
+    """Reference: each row's most common level (lowest on ties) found with a dict, cell by cell."""
+    from papers30.complexity import row_majority_adjust
+
+    levels = torch.randint(0, 7, shape, generator=gen)
+    assert torch.equal(row_majority_adjust(levels), _row_majority_loop(levels))
+
+
+def test_row_majority_adjust_by_hand():
+    from papers30.complexity import row_majority_adjust
+
+    levels = torch.tensor([[3, 3, 4, 2, 5, 3],   # majority 3: 4 and 2 snap, 5 stays
+                           [0, 1, 1, 0, 6, 6],   # tie of 0, 1 and 6 (two each): lowest, 0
+                           [6, 6, 6, 6, 6, 6]])
+    want = torch.tensor([[3, 3, 3, 3, 5, 3],
+                         [0, 0, 0, 0, 6, 6],
+                         [6, 6, 6, 6, 6, 6]])
+    assert torch.equal(row_majority_adjust(levels), want)
+
+
+def test_adjusted_coarse_threshold_flattens_a_noisy_gradient(gen):
+    """The artefact of the paper's Fig. 9: a smooth top-to-bottom gradient plus a little noise.
+
+    Thresholded, its border rows flicker between two levels; adjusted, every row is one level.
+    """
+    from papers30.complexity import adjusted_coarse_threshold, coarse_threshold
+
+    h, w = 40, 60
+    p = torch.linspace(0.95, 0.05, h)[:, None] + 0.02 * torch.randn(h, w, generator=gen)
+    p = p.clamp(0, 1)
+    counts = sum((torch.rand(h, w, generator=gen) < p).long() for _ in range(2))  # 0..2 per cell
+    plain = coarse_threshold(counts, 9, 7)
+    adjusted = adjusted_coarse_threshold(counts, 9, 7)
+    assert torch.equal(adjusted, _row_majority_loop(plain))
+    flicker = sum(len(set(r.tolist())) > 1 for r in plain)
+    flat = sum(len(set(r.tolist())) == 1 for r in adjusted)
+    assert flicker > h // 4 and flat == h
+
+
+def test_coffee_bits_adjusted_compresses_the_adjusted_picture(gen):
+    from papers30.complexity import adjusted_coarse_threshold, coffee_bits
+
+    states = torch.rand(2, 8, 10, generator=gen) < 0.5
+    got = coffee_bits(states, g=3, levels=7, adjusted=True)
+    for s in range(2):
+        pic = adjusted_coarse_threshold(states[s], 3, 7).to(torch.uint8)
+        assert got[s] == compressed_bits(pic)
+    with pytest.raises(ValueError, match="adjusted"):
+        coffee_bits(states, adjusted=True)
+
+
+# ------------------------------------------------------------------ counting helpers
+
+
+@pytest.mark.parametrize("shape,k", [((4, 6), 2), ((2, 3, 8, 8), 4), ((1, 1), 1), ((6, 6), 3)])
+def test_block_arrangement_bits_match_arrangement_entropy_per_block(shape, k, gen):
+    """Reference: arrangement_entropy_bits(k*k, c_b) summed over blocks in a loop."""
+    from papers30.complexity import block_arrangement_bits
+
+    states = torch.rand(shape, generator=gen) < 0.4
+    got = block_arrangement_bits(states, k)
+    h, w = shape[-2:]
+    flat = states.reshape(-1, h, w)
+    want = [sum(arrangement_entropy_bits(k * k, int(s[i:i + k, j:j + k].sum()))
+                for i in range(0, h, k) for j in range(0, w, k)) for s in flat]
+    assert got.shape == shape[:-2]
+    assert got.reshape(-1).tolist() == pytest.approx(want, abs=1e-9)
+
+
+def test_differing_pairs_match_a_loop_over_neighbours(gen):
+    """Reference: every vertical and horizontal neighbour pair compared one at a time."""
+    from papers30.complexity import differing_pairs
+
+    states = torch.rand(3, 5, 7, generator=gen) < 0.5
+    got = differing_pairs(states)
+    for b in range(3):
+        s = states[b].tolist()
+        want = sum(s[i][j] != s[i + 1][j] for i in range(4) for j in range(7))
+        want += sum(s[i][j] != s[i][j + 1] for i in range(5) for j in range(6))
+        assert got[b].item() == want
+    assert differing_pairs(cream_on_top(6, 9)).tolist() == [9]  # only the cream-coffee border
+
+
+def test_new_helpers_reject_bad_arguments():
+    from papers30.complexity import (
+        block_arrangement_bits,
+        differing_pairs,
+        mode_amplitude,
+        row_majority_adjust,
+    )
+
+    with pytest.raises(TypeError, match="levels"):
+        row_majority_adjust(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match="levels"):
+        row_majority_adjust(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="levels"):
+        row_majority_adjust(torch.tensor([[-1, 0]]))
+    with pytest.raises(ValueError, match="k"):
+        block_arrangement_bits(torch.zeros(4, 6, dtype=torch.bool), 4)
+    with pytest.raises(TypeError, match="states"):
+        block_arrangement_bits(torch.zeros(4, 4), 2)
+    with pytest.raises(ValueError, match="states"):
+        differing_pairs(torch.zeros(4))
+    with pytest.raises(TypeError, match="states"):
+        mode_amplitude([[0, 1]])

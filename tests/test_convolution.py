@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -9,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
-from papers30.convolution import LocalResponseNorm, SmallAlexNet, local_response_norm
+from papers30.convolution import ConvNet, LocalResponseNorm, SmallAlexNet, epochs_to_error, local_response_norm
 
 DT = torch.float64
 TOL = dict(rtol=1e-10, atol=1e-12)
@@ -144,13 +146,16 @@ def test_small_alexnet_layers_follow_options():
     relu = SmallAlexNet(widths=(4, 4, 4), hidden=8)
     tanh = SmallAlexNet(widths=(4, 4, 4), hidden=8, activation="tanh", lrn=False, dropout=0.0)
     kinds = lambda m: [type(x).__name__ for x in m.modules()]  # noqa: E731
-    assert kinds(relu).count("ReLU") == 5 and "Tanh" not in kinds(relu)
-    assert kinds(tanh).count("Tanh") == 5 and "ReLU" not in kinds(tanh)
+    assert kinds(relu).count("ReLU") == 6 and "Tanh" not in kinds(relu)  # 4 convolutions, 2 hidden layers
+    assert kinds(tanh).count("Tanh") == 6 and "ReLU" not in kinds(tanh)
     assert kinds(relu).count("LocalResponseNorm") == 2 and "LocalResponseNorm" not in kinds(tanh)
     pools = [m for m in relu.modules() if isinstance(m, nn.MaxPool2d)]
     assert len(pools) == 3 and all(p.kernel_size == 3 and p.stride == 2 for p in pools)  # overlapping
     drops = [m.p for m in relu.modules() if isinstance(m, nn.Dropout)]
     assert drops == [0.5, 0.5]
+    # dropout follows the two hidden fully connected layers, as in AlexNet, not the features
+    names = [type(m).__name__ for m in relu.classifier]
+    assert names == ["Flatten", "Linear", "ReLU", "Dropout", "Linear", "ReLU", "Dropout", "Linear"]
     # same parameters whatever the options: the comparison changes nothing else
     assert [p.shape for p in relu.parameters()] == [p.shape for p in tanh.parameters()]
 
@@ -201,6 +206,8 @@ def test_small_alexnet_learns_a_batch(gen):
         (dict(activation=None), TypeError, "activation"),
         (dict(lrn=1), TypeError, "lrn"),
         (dict(dropout=1.0), ValueError, "dropout"),
+        (dict(init_std=0.0), ValueError, "init_std"),
+        (dict(init_std="0.01"), TypeError, "init_std"),
     ],
 )
 def test_small_alexnet_bad_arguments(kwargs, exc, word):
@@ -229,7 +236,7 @@ def test_small_alexnet_init_keeps_signal_scale(activation, gain):
     torch.manual_seed(0)
     model = SmallAlexNet(widths=(32, 64, 64), hidden=128, activation=activation)
     layers = [m for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
-    assert len(layers) == 6
+    assert len(layers) == 7
     for m in layers:
         fan_in = m.weight[0].numel()
         assert m.weight.std().item() == pytest.approx(gain / fan_in**0.5, rel=0.1)
@@ -237,14 +244,184 @@ def test_small_alexnet_init_keeps_signal_scale(activation, gain):
         assert torch.count_nonzero(m.bias) == 0
 
 
+def test_small_alexnet_paper_init_is_a_fixed_gaussian():
+    torch.manual_seed(0)
+    model = SmallAlexNet(widths=(32, 64, 64), hidden=128, init_std=0.01)
+    for m in model.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            assert m.weight.std().item() == pytest.approx(0.01, rel=0.15)
+            assert torch.count_nonzero(m.bias) == 0
+
+
+# ---------------------------------------------------------------- ConvNet (Figure 1's four-layer net)
+
+
+@pytest.mark.parametrize(
+    "kwargs,side",
+    [(dict(), 4), (dict(widths=(3,), kernel_size=3), 14), (dict(image_size=32, in_channels=3, widths=(2, 2, 2, 2)), 2),
+     (dict(image_size=1, widths=(2, 2)), 1)],
+)
+def test_conv_net_matches_a_hand_built_sequential(kwargs, side, gen):
+    """Same weights in an explicit torch stack give the same logits; the pools halve the side, rounding up."""
+    torch.manual_seed(0)
+    net = ConvNet(**kwargs).double()
+    c, s, k = kwargs.get("in_channels", 1), kwargs.get("image_size", 28), kwargs.get("kernel_size", 5)
+    layers, c_in = [], c
+    for w in kwargs.get("widths", (32, 32, 64)):
+        layers += [nn.Conv2d(c_in, w, k, padding=k // 2), nn.ReLU(), nn.MaxPool2d(3, 2, padding=1)]
+        c_in = w
+    ref = nn.Sequential(*layers, nn.Flatten(), nn.Linear(c_in * side * side, 10)).double()
+    ref.load_state_dict({k2: v for k2, v in zip(ref.state_dict(), net.state_dict().values())})
+    x = torch.randn(3, c, s, s, dtype=DT, generator=gen)
+    torch.testing.assert_close(net(x), ref(x), **TOL)
+
+
+def test_conv_net_counts_its_layers_and_inits():
+    torch.manual_seed(0)
+    tanh = ConvNet(activation="tanh", init_std=0.01)
+    layers = [m for m in tanh.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    assert len(layers) == 4  # the paper's "four-layer convolutional neural network"
+    assert sum(isinstance(m, nn.Tanh) for m in tanh.modules()) == 3
+    assert all(m.weight.std().item() == pytest.approx(0.01, rel=0.2) for m in layers)
+    relu = ConvNet()
+    conv1 = relu.features[0]
+    assert conv1.weight.std().item() == pytest.approx(2**0.5 / 5, rel=0.2)  # gain / sqrt(25)
+
+
+@pytest.mark.parametrize(
+    "kwargs,exc,word",
+    [
+        (dict(widths=()), TypeError, "widths"),
+        (dict(widths=(4, 0)), ValueError, "widths"),
+        (dict(kernel_size=4), ValueError, "kernel_size"),
+        (dict(activation="elu"), ValueError, "activation"),
+        (dict(init_std=-1.0), ValueError, "init_std"),
+        (dict(image_size=0), ValueError, "image_size"),
+    ],
+)
+def test_conv_net_bad_arguments(kwargs, exc, word):
+    with pytest.raises(exc, match=word):
+        ConvNet(**kwargs)
+
+
+def test_conv_net_bad_inputs():
+    with pytest.raises(ValueError, match="width"):
+        ConvNet()(torch.zeros(1, 1, 28, 27))
+
+
+# ---------------------------------------------------------------- epochs_to_error
+
+
+def toy_classes(n=64, seed=0):
+    """Two linearly separable classes of 1x4x4 images: mean +1 or -1 plus small noise."""
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(n) % 2
+    x = (2 * y - 1).float()[:, None, None, None] + 0.1 * torch.randn(n, 1, 4, 4, generator=g)
+    return x, y
+
+
+def make_linear():
+    """A linear classifier that starts at zero: every image scored the same, half the answers wrong."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 2))
+    nn.init.zeros_(model[1].weight)
+    nn.init.zeros_(model[1].bias)
+    return model
+
+
+def test_epochs_to_error_matches_a_hand_loop():
+    """The winner's epochs equal those of a plain SGD loop on the same batches, checked the same way."""
+    x, y = toy_classes()
+    race = epochs_to_error(make_linear, [0.05], x, y, 0.05, batch_size=8, max_epochs=5,
+                           generator=torch.Generator().manual_seed(3))
+    model, g = make_linear(), torch.Generator().manual_seed(3)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05, momentum=0.9)
+    mistakes, step, found = [], 0, None
+    for _ in range(5):
+        order = torch.randperm(64, generator=g)
+        for b in range(8):
+            step += 1
+            i = order[8 * b:8 * b + 8]
+            logits = model(x[i])
+            loss = F.cross_entropy(logits, y[i])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            mistakes.append((logits.argmax(1) != y[i]).float().mean().item())
+            if found is None and step >= 8 and sum(mistakes[-8:]) / 8 <= 0.05:
+                found = step
+        if found:
+            break
+    assert race.lr == 0.05 and race.epochs == found / 8 and race.steps_per_epoch == 8
+
+
+def xor_points(n=128, seed=0):
+    """Points of the plane as (N, 1, 1, 2) images, labelled by the XOR of their coordinates' signs."""
+    x = torch.randn(n, 1, 1, 2, generator=torch.Generator().manual_seed(seed))
+    return x, ((x[:, 0, 0, 0] > 0) ^ (x[:, 0, 0, 1] > 0)).long()
+
+
+def make_mlp():
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Flatten(), nn.Linear(2, 16), nn.Tanh(), nn.Linear(16, 2))
+
+
+def test_epochs_to_error_picks_the_fastest_rate_and_drops_diverging_ones():
+    x, y = xor_points()
+    kw = dict(batch_size=16, max_epochs=60)
+    race = epochs_to_error(make_mlp, [1e-4, 0.05, math.inf], x, y, 0.15,
+                           generator=torch.Generator().manual_seed(3), **kw)
+    alone = epochs_to_error(make_mlp, [0.05], x, y, 0.15, generator=torch.Generator().manual_seed(3), **kw)
+    assert race.lr == 0.05 and race.epochs == alone.epochs < 60  # racing others changes nothing
+    assert race.best == 0.05
+    torch.testing.assert_close(race.models[0.05](x), alone.models[0.05](x))  # the same trained model
+    assert list(race.dropped) == [math.inf]  # its loss stopped being finite
+    assert min(race.running[1e-4]) > 0.15  # the slow rate was still running, far behind
+
+
+def test_epochs_to_error_reports_the_cap_when_no_rate_gets_there():
+    x, y = xor_points()  # no linear classifier gets XOR right
+    linear = lambda: nn.Sequential(nn.Flatten(), nn.Linear(2, 2))  # noqa: E731
+    race = epochs_to_error(linear, [0.1], x, y, 0.05, batch_size=16, max_epochs=3)
+    assert race.lr is None and race.epochs == 3.0
+    assert len(race.running[0.1]) == 24 - 8 + 1  # one reading per step once an epoch has passed
+    assert race.best == 0.1 and set(race.models) == {0.1}
+    two = epochs_to_error(linear, [1e-6, 0.1], x, y, 0.05, batch_size=16, max_epochs=3)
+    assert two.best == min(two.running, key=lambda lr: two.running[lr][-1])
+
+
+@pytest.mark.parametrize(
+    "args,kwargs,exc,word",
+    [
+        ((None, [0.1]), {}, TypeError, "make_model"),
+        ((make_linear, []), {}, TypeError, "lrs"),
+        ((make_linear, [0.0]), {}, ValueError, "lrs"),
+        ((make_linear, [0.1]), dict(threshold=1.5), ValueError, "threshold"),
+        ((make_linear, [0.1]), dict(batch_size=100), ValueError, "batch_size"),
+        ((make_linear, [0.1]), dict(max_epochs=0), ValueError, "max_epochs"),
+    ],
+)
+def test_epochs_to_error_bad_inputs(args, kwargs, exc, word):
+    x, y = toy_classes()
+    kw = dict(threshold=0.1) | kwargs
+    threshold = kw.pop("threshold")
+    with pytest.raises(exc, match=word):
+        epochs_to_error(*args, x, y, threshold, **kw)
+    with pytest.raises(ValueError, match="labels"):
+        epochs_to_error(make_linear, [0.1], x, y[:3], 0.1)
+
+
 # --- chapter 11: dilated convolutions, receptive fields, the context module -----------
 
 from papers30.convolution import (  # noqa: E402
+    LARGE_MULTIPLIERS,
     PAPER_DILATIONS,
     ContextModule,
+    PoolingModule,
     conv2d,
     empirical_receptive_field,
     identity_kernel,
+    in_view,
+    large_widths,
     receptive_field,
     receptive_field_extent,
 )
@@ -374,6 +551,78 @@ def test_context_module_parameters_grow_linearly_with_depth():
     assert steps == {4 * 4 * 9 + 4}
 
 
+def test_large_widths_follow_table_1():
+    assert large_widths(21) == (42, 42, 84, 168, 336, 672, 672)
+    assert LARGE_MULTIPLIERS == (2, 2, 4, 8, 16, 32, 32)
+
+
+def test_large_context_module_has_the_paper_widths_and_is_the_identity_at_init(gen):
+    module = ContextModule(2, width=large_widths(2)).double()
+    assert [c.out_channels for c in module.convs] == [4, 4, 8, 16, 32, 64, 64]
+    assert module.final.in_channels == 64 and module.final.out_channels == 2
+    x = torch.rand(2, 2, 9, 9, dtype=DT, generator=gen)
+    torch.testing.assert_close(module(x), x, **TOL)  # eq. (5) of the paper: C/c_{i+1} on each block
+
+
+def test_basic_context_module_has_about_64_c_squared_parameters():
+    # the paper: "approximately 64 C^2 parameters in total"; exactly 64 C^2 weights plus 8 C biases
+    for c in (2, 21):
+        n = sum(p.numel() for p in ContextModule(c).parameters())
+        assert n == 64 * c * c + 8 * c
+
+
+def test_pooling_module_has_the_context_module_parameters_and_starts_as_identity(gen):
+    ctx, pool = ContextModule(2, width=8), PoolingModule(2, width=8, generator=gen)
+    assert [p.shape for p in ctx.parameters()] == [p.shape for p in pool.parameters()]
+    x = torch.randn(2, 2, 16, 24, generator=gen)
+    torch.testing.assert_close(pool(x), x)
+
+
+def test_pooling_module_matches_a_hand_written_hourglass(gen):
+    torch.manual_seed(0)
+    m = PoolingModule(2, width=4, generator=gen).double()
+    with torch.no_grad():
+        m.final.weight.normal_()
+    x = torch.randn(1, 2, 16, 16, dtype=DT, generator=gen)
+    c = [(conv.weight, conv.bias) for conv in m.convs]
+
+    def conv(h, i):
+        return torch.relu(F.conv2d(h, *c[i], padding=1))
+
+    def up(h):
+        return F.interpolate(h, size=(2 * h.shape[-2], 2 * h.shape[-1]), mode="bilinear", align_corners=False)
+
+    h2 = conv(conv(x, 0), 1)
+    h3 = conv(F.max_pool2d(h2, 2), 2)
+    h4 = conv(F.max_pool2d(h3, 2), 3)
+    h5 = conv(F.max_pool2d(h4, 2), 4)
+    h7 = conv(up(conv(up(h5) + h4, 5)) + h3, 6)
+    want = x + F.conv2d(up(h7) + h2, m.final.weight, m.final.bias)
+    torch.testing.assert_close(m(x), want, **TOL)
+
+
+def test_pooling_module_sees_the_whole_image(gen):
+    m = PoolingModule(1, width=2, generator=gen).double()
+    with torch.no_grad():
+        m.final.weight.fill_(1.0)
+    mask = empirical_receptive_field(m, torch.rand(3, 1, 32, 32, dtype=DT, generator=gen) + 0.1)
+    assert receptive_field_extent(mask) == (32, 32)
+
+
+@given(st.integers(0, 2**31 - 1), st.sampled_from([1, 3, 5, 7]))
+def test_in_view_matches_brute_force(seed, side):
+    g = torch.Generator().manual_seed(seed)
+    mask = torch.rand(2, 6, 7, generator=g) < 0.08
+    got = in_view(mask, side)
+    r = side // 2
+    for b in range(2):
+        pts = mask[b].nonzero().tolist()
+        for i in range(6):
+            for j in range(7):
+                want = any(abs(k - i) <= r and abs(l - j) <= r for k, l in pts)
+                assert bool(got[b, i, j]) == want
+
+
 @pytest.mark.parametrize(
     "call,exc,name",
     [
@@ -401,6 +650,15 @@ def test_context_module_parameters_grow_linearly_with_depth():
         (lambda: ContextModule(2)(torch.zeros(1, 3, 4, 4)), ValueError, "input"),
         (lambda: identity_kernel(3, 3, 2, 3), ValueError, "kernel_size"),
         (lambda: identity_kernel(4, 3, 3, 2), ValueError, "groups"),
+        (lambda: ContextModule(2, (1, 1), width=(4, 4, 4)), ValueError, "width"),
+        (lambda: ContextModule(2, (1, 1), width=(4, 3)), ValueError, "width"),
+        (lambda: large_widths(0), ValueError, "channels"),
+        (lambda: PoolingModule(2, width=3), ValueError, "width"),
+        (lambda: PoolingModule(1)(torch.zeros(1, 1, 12, 12)), ValueError, "input"),
+        (lambda: PoolingModule(1)(torch.zeros(1, 2, 16, 16)), ValueError, "input"),
+        (lambda: in_view(torch.zeros(3, 3), 3), TypeError, "mask"),
+        (lambda: in_view(torch.zeros(3, dtype=torch.bool), 3), ValueError, "mask"),
+        (lambda: in_view(torch.zeros(3, 3, dtype=torch.bool), 4), ValueError, "side"),
     ],
 )
 def test_dilated_bad_inputs(call, exc, name):

@@ -23,3 +23,47 @@ def test_glue_leaves_plain_values_alone():
 def test_glue_rejects_a_bad_name(name):
     with pytest.raises(TypeError, match="name"):
         glue(name, 1.0)
+
+
+def test_glued_figures_are_exported_as_svg_and_slide_png_during_a_build(tmp_path, monkeypatch):
+    """Reference: the files themselves (SVG text, PNG header and pixel size at 200 dpi)."""
+    from papers30 import display
+
+    monkeypatch.setenv("PAPERS30_FIGURE_DIR", str(tmp_path))
+    display.set_chapter(7)
+    fig, ax = plt.subplots(figsize=(4, 3))
+    ax.plot([0, 1], [0, 1])
+    glue("fig_export", fig, display=False)
+    svg, png = tmp_path / "ch07" / "fig_export.svg", tmp_path / "ch07" / "fig_export.png"
+    assert svg.read_text().lstrip().startswith(("<?xml", "<svg"))
+    data = png.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    width = int.from_bytes(data[16:20], "big")
+    assert width >= 3 * display.SLIDE_DPI  # a 4-inch figure, cropped tight: well over 600 px
+
+
+def test_no_export_outside_a_build(tmp_path, monkeypatch):
+    from papers30 import display
+
+    monkeypatch.chdir(tmp_path)
+    display.set_chapter(7)
+    fig, _ = plt.subplots()
+    assert display.export_figure("x", fig) == [] and list(tmp_path.iterdir()) == []
+
+
+def test_outside_a_build_a_hidden_figure_is_shown_where_it_is_made(monkeypatch):
+    """Reference: IPython's display hook, replaced by a recorder; in the build nothing extra is shown."""
+    import IPython.display
+
+    from papers30 import display
+
+    shown = []
+    monkeypatch.setattr(IPython.display, "display", lambda v: shown.append(v))
+    fig, _ = plt.subplots()
+    glue("fig_reader", fig, display=False)
+    assert shown == [fig]
+    monkeypatch.setenv("PAPERS30_FIGURE_DIR", "/nonexistent-but-set")
+    monkeypatch.setattr(display, "_chapter", None)  # no chapter: nothing is exported
+    fig2, _ = plt.subplots()
+    glue("fig_build", fig2, display=False)
+    assert shown == [fig]

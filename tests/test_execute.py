@@ -76,3 +76,11 @@ def test_a_chapter_missing_from_the_cache_runs(tagged_read):
     first = execute.chapters()[0].relative_to(ROOT).as_posix()
     todo, _ = execute.outdated(FakeCache(missing={first}), current_stamps())
     assert [p.relative_to(ROOT).as_posix() for p in todo] == [first]
+
+
+def test_exclusive_chapters_are_read_from_the_front_matter(tmp_path):
+    page = tmp_path / "09_x.md"
+    page.write_text("---\njupytext:\n  x: 1\npapers30:\n  exclusive: true\n---\n# 9. X\n")
+    assert execute.exclusive(page)
+    page.write_text("---\njupytext:\n  x: 1\n---\n# 9. X\npapers30:\n  exclusive: true\n")
+    assert not execute.exclusive(page)  # only the front matter counts

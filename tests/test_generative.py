@@ -11,13 +11,18 @@ from torch.distributions import Bernoulli, Normal, kl_divergence
 from papers30.generative import (
     ELBO,
     VAE,
-    MaskedConv2d,
+    CausalConvLayer,
+    PixelCNN,
     bernoulli_bits,
     binarize,
-    causal_mask,
+    coarse_error,
     context_size,
     elbo_bits,
+    pixel_error,
+    receptive_field,
     reparameterize,
+    train_vae,
+    window_mask,
 )
 
 DT = torch.float64
@@ -74,39 +79,68 @@ def test_binarize_matches_brute_force_block_means(gen):
                 assert got[b, 0, i, j].item() == float(block > 0.5)
 
 
-@pytest.mark.parametrize("k", [1, 3, 5, 7])
-def test_causal_mask_and_context_size_match_closed_form(k):
-    assert context_size(k) == (k // 2) * k + k // 2
-    a, b = causal_mask(k, False), causal_mask(k, True)
-    assert (b - a).sum().item() == 1 and b[k // 2, k // 2].item() == 1
-    rows, cols = torch.nonzero(a, as_tuple=True)
-    c = k // 2
-    assert all(r < c or (r == c and q < c) for r, q in zip(rows.tolist(), cols.tolist()))
+@pytest.mark.parametrize("k,layers", [(3, 1), (3, 2), (5, 1), (5, 3), (7, 2)])
+def test_context_size_is_the_window_mask_away_from_the_borders(k, layers):
+    """Reference: count the closed-form window at a pixel far from every border."""
+    reach = layers * (k // 2)
+    size = 4 * reach + 3
+    mask = window_mask(size, k, layers, (2 * reach + 1, 2 * reach + 1))
+    assert int(mask.sum()) == context_size(k, layers) == (reach + 1) * (2 * reach + 1) + reach
 
 
-@pytest.mark.parametrize("k", [1, 3, 5])
-@pytest.mark.parametrize("p", [(0, 0), (2, 3), (4, 4), (3, 0)])
-def test_masked_conv_is_causal_with_exact_receptive_field_by_autograd(k, p):
+@pytest.mark.parametrize("k,layers", [(3, 1), (3, 2), (5, 2), (7, 3)])
+@pytest.mark.parametrize("p", [(0, 0), (0, 4), (3, 0), (5, 5), (8, 8), (4, 7)])
+def test_pixelcnn_receptive_field_by_autograd_is_the_window(k, layers, p):
+    """Reference: autograd through the stack equals the brute-force window, which holds only earlier pixels."""
     torch.manual_seed(0)
-    conv = MaskedConv2d(1, 3, k, "A").double()
-    with torch.no_grad():
-        conv.weight.copy_(torch.rand_like(conv.weight) + 0.1)  # no accidental zeros
+    net = PixelCNN(8, k, layers).double()
+    seen = receptive_field(net, 9, p, tries=4, generator=torch.Generator().manual_seed(1))
+    want = window_mask(9, k, layers, p)
+    assert torch.equal(seen, want)
+    earlier = torch.tensor([[(i, j) < p for j in range(9)] for i in range(9)])
+    assert not (want & ~earlier).any()
+
+
+def test_enough_layers_see_every_earlier_pixel():
+    torch.manual_seed(0)
+    net = PixelCNN(8, 7, 5).double()
+    for p in [(13, 13), (7, 0), (1, 12)]:
+        seen = receptive_field(net, 14, p, tries=4)
+        earlier = torch.tensor([[(i, j) < p for j in range(14)] for i in range(14)])
+        assert torch.equal(seen, earlier)
+
+
+def test_causal_conv_layer_first_excludes_the_pixel_itself_later_layers_include_it():
+    """Reference: gradients of h' with respect to h at the same pixel, by autograd."""
+    torch.manual_seed(0)
+    first, later = CausalConvLayer(1, 4, 3, first=True).double(), CausalConvLayer(4, 4, 3, first=False).double()
+    with torch.no_grad():  # positive weights and inputs: no ReLU is switched off
+        for p in [*first.parameters(), *later.parameters()]:
+            p.copy_(torch.rand_like(p) + 0.1)
     x = torch.rand(1, 1, 5, 5, dtype=DT, requires_grad=True)
-    conv(x)[0, :, p[0], p[1]].sum().backward()
-    seen = {(i, j) for i, j in torch.nonzero(x.grad[0, 0]).tolist()}
-    c = k // 2
-    want = {
-        (i, j)
-        for i in range(5)
-        for j in range(5)
-        if abs(i - p[0]) <= c and abs(j - p[1]) <= c and (i, j) < p  # raster order: earlier
-    }
-    assert seen == want
+    first(x, x)[1][0, :, 2, 2].sum().backward()
+    assert x.grad[0, 0, 2, 2].item() == 0.0 and x.grad[0, 0, 2, 1].item() != 0.0
+    h = torch.rand(1, 4, 5, 5, dtype=DT, requires_grad=True)
+    later(torch.rand(1, 4, 5, 5, dtype=DT), h)[1][0, :, 2, 2].sum().backward()
+    assert h.grad[0, :, 2, 2].abs().sum().item() > 0.0  # its own (already causal) features
+    assert h.grad[0, :, 2, 3:].abs().sum().item() == 0.0 and h.grad[0, :, 3:].abs().sum().item() == 0.0
+
+
+def test_pixel_and_coarse_error_match_brute_force(gen):
+    a = (torch.rand(3, 1, 4, 6, generator=gen) < 0.5).float()
+    b = (torch.rand(3, 1, 4, 6, generator=gen) < 0.5).float()
+    for n in range(3):
+        assert pixel_error(a, b)[n].item() == pytest.approx((a[n] != b[n]).float().mean().item())
+        blocks = [abs(a[n, 0, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean() - b[n, 0, 2 * i:2 * i + 2, 2 * j:2 * j + 2].mean())
+                  for i in range(2) for j in range(3)]
+        assert coarse_error(a, b, 2)[n].item() == pytest.approx(sum(blocks).item() / 6)
+    torch.testing.assert_close(coarse_error(a, b, 1), pixel_error(a, b))
+    assert (coarse_error(a, b, 2) <= pixel_error(a, b) + 1e-7).all()  # averaging never adds error
 
 
 def test_vae_decoder_is_causal_in_x_by_autograd():
     torch.manual_seed(0)
-    model = VAE(6, latent=3, hidden=8, channels=4, kernel_size=5).double()
+    model = VAE(6, latent=3, hidden=8, channels=4, kernel_size=5, layers=2).double()
     x = torch.rand(1, 1, 6, 6, dtype=DT, requires_grad=True)
     z = torch.randn(1, 3, dtype=DT)
     p = (3, 2)
@@ -131,6 +165,21 @@ def test_vae_shapes_and_elbo_is_nonnegative(k, batch):
     assert s.shape == x.shape and set(s.unique().tolist()) <= {0.0, 1.0}
 
 
+def test_train_vae_lowers_the_bound_and_equal_generators_give_equal_runs():
+    """Reference: the same run twice from the same seeds (same batches, same code samples)."""
+    x = (torch.rand(40, 1, 6, 6, generator=torch.Generator().manual_seed(0)) < 0.3).float()
+    runs = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = VAE(6, latent=2, hidden=8, channels=4, kernel_size=3)
+        history = train_vae(model, x, steps=30, batch=8, generator=torch.Generator().manual_seed(1))
+        runs.append(history.losses)
+    assert runs[0] == runs[1]
+    assert sum(runs[0][-5:]) < sum(runs[0][:5])
+    short = train_vae(model, x, steps=30, batch=8, generator=torch.Generator().manual_seed(1), stop_after=4)
+    assert len(short.losses) == 4
+
+
 def test_bad_inputs_name_the_argument():
     with pytest.raises(TypeError, match="images"):
         binarize([[0.0]])
@@ -143,11 +192,23 @@ def test_bad_inputs_name_the_argument():
     with pytest.raises(ValueError, match="target"):
         bernoulli_bits(torch.zeros(2, 3), torch.zeros(2, 4))
     with pytest.raises(ValueError, match="kernel_size"):
-        causal_mask(4, False)
-    with pytest.raises(TypeError, match="include_center"):
-        causal_mask(3, 1)
-    with pytest.raises(ValueError, match="mask_type"):
-        MaskedConv2d(1, 1, 3, "C")
+        context_size(4, 1)
+    with pytest.raises(ValueError, match="layers"):
+        PixelCNN(4, 3, 0)
+    with pytest.raises(TypeError, match="first"):
+        CausalConvLayer(1, 2, 3, first=1)
+    with pytest.raises(ValueError, match="position"):
+        window_mask(5, 3, 1, (5, 0))
+    with pytest.raises(TypeError, match="fn"):
+        receptive_field(3, 5, (0, 0))
+    with pytest.raises(ValueError, match="target"):
+        pixel_error(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 3))
+    with pytest.raises(ValueError, match="factor"):
+        coarse_error(torch.zeros(1, 1, 2, 2), torch.zeros(1, 1, 2, 2), 3)
+    with pytest.raises(TypeError, match="generator"):
+        train_vae(VAE(4, latent=2, hidden=4, channels=2), torch.zeros(3, 1, 4, 4), steps=1, batch=2, generator=1)
+    with pytest.raises(TypeError, match="model"):
+        train_vae(torch.nn.Linear(2, 2), torch.zeros(3, 1, 4, 4), steps=1, batch=2, generator=torch.Generator())
     with pytest.raises(TypeError, match="image_size"):
         VAE(8.0)
     model = VAE(4, latent=2, hidden=4, channels=2, kernel_size=3)

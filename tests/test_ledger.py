@@ -308,7 +308,7 @@ def test_glance_text_renders_headline_control_seeds_and_misses(tmp_path, declare
     text = str(book.glance())
     assert "28.4 BLEU (Table 2)" in text and "WMT14 EN-DE" in text
     assert "exact match, against the control: untrained model" in text and "≥ 0.9" in text
-    assert "over 3 seeds, mean 0.95, range 0.93 to 0.97" in text and "measured 0.1" in text
+    assert "Over 3 seeds, mean 0.95, range 0.93 to 0.97" in text and "measured 0.1" in text
     assert "**held on every seed**" in text
     assert "2 of 3 claims held; 1 of 1 checks passed" in text
     assert "*hard* (claim) missed (declared)" in text and "needs 100x the steps" in text

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sacrebleu.metrics import BLEU
 
-from papers30.metrics import corpus_bleu, critical_path, exact_match, strip_after
+from papers30.metrics import corpus_bleu, critical_path, exact_match, mean_iou, strip_after
 
 
 def sacre(candidates, references, max_n=4):
@@ -236,3 +236,45 @@ def test_critical_path_rejects_bad_output():
         critical_path([1.0])
     with pytest.raises(ValueError, match="output"):
         critical_path(torch.ones(2))
+
+
+# ---------------------------------------------------------------- mean IoU (chapter 11)
+
+
+@given(st.integers(0, 2**31 - 1), st.integers(2, 5))
+def test_mean_iou_matches_a_confusion_matrix_counted_pixel_by_pixel(seed, k):
+    g = torch.Generator().manual_seed(seed)
+    target = torch.randint(0, k, (3, 5, 4), generator=g)
+    pred = torch.where(torch.rand(3, 5, 4, generator=g) < 0.6, target, torch.randint(0, k, (3, 5, 4), generator=g))
+    confusion = [[0] * k for _ in range(k)]
+    for t, q in zip(target.flatten().tolist(), pred.flatten().tolist()):
+        confusion[t][q] += 1
+    ious = []
+    for c in range(k):
+        tp = confusion[c][c]
+        union = sum(confusion[c]) + sum(row[c] for row in confusion) - tp
+        if union:
+            ious.append(tp / union)
+    assert mean_iou(pred, target, k) == pytest.approx(100 * sum(ious) / len(ious))
+
+
+def test_mean_iou_by_hand():
+    target = torch.tensor([[0, 0, 1, 1]])
+    pred = torch.tensor([[0, 1, 1, 1]])
+    # class 0: 1 / 2; class 1: 2 / 3
+    assert mean_iou(pred, target, 2) == pytest.approx(100 * (1 / 2 + 2 / 3) / 2)
+    assert mean_iou(target, target, 3) == 100.0  # class 2 absent from both: not counted
+
+
+@pytest.mark.parametrize(
+    "args,exc,word",
+    [
+        ((torch.zeros(2, 2), torch.zeros(2, 2, dtype=torch.long), 2), TypeError, "pred"),
+        ((torch.zeros(2, 2, dtype=torch.long), torch.zeros(3, dtype=torch.long), 2), ValueError, "pred"),
+        ((torch.full((2,), 2), torch.zeros(2, dtype=torch.long), 2), ValueError, "pred"),
+        ((torch.zeros(2, dtype=torch.long), torch.zeros(2, dtype=torch.long), 0), ValueError, "num_classes"),
+    ],
+)
+def test_mean_iou_bad_inputs(args, exc, word):
+    with pytest.raises(exc, match=word):
+        mean_iou(*args)

@@ -140,7 +140,9 @@ def test_scale_rejects_unknown_value_naming_the_variable(monkeypatch, value):
 def test_package_reexports_runtime():
     assert papers30.get_device is get_device and papers30.pick is pick
     assert papers30.scale is scale and papers30.seed_everything is seed_everything
-    assert set(papers30.__all__) == {"configure_threads", "get_device", "pick", "scale", "seed_everything", "__version__"}
+    assert papers30.seeds is seeds and papers30.generator is generator and papers30.actual_seed is actual_seed
+    assert set(papers30.__all__) == {"actual_seed", "configure_threads", "generator", "get_device", "pick", "scale",
+                                     "seed_everything", "seeds", "__version__"}
 
 
 def test_configure_threads_follows_the_environment_reference_torch_get_num_threads(monkeypatch):

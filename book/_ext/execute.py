@@ -74,6 +74,16 @@ def run_one(path: str) -> tuple[str, object, float, str | None, int]:
     return path, nb, result.time, error, peak
 
 
+def exclusive(path: Path) -> bool:
+    """Whether a chapter asks to run alone (front matter ``papers30: {exclusive: true}``).
+
+    A chapter that measures wall-clock speed-up of real parallel processes
+    (chapter 9) needs the machine's cores to itself; it runs after the others.
+    """
+    head = path.read_text("utf8").split("\n---", 1)[0]
+    return bool(re.search(r"^papers30:\s*\n\s+exclusive:\s*true\s*$", head, re.M))
+
+
 def load_summary() -> dict:
     try:
         return json.loads(SUMMARY.read_text())
@@ -154,6 +164,7 @@ def main() -> int:
     # side do not steal each other's cores (results are unchanged).
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     os.environ.setdefault("PAPERS30_LEDGER_DIR", str(BUILD / "ledger"))
+    os.environ.setdefault("PAPERS30_FIGURE_DIR", str(BUILD / "figures"))
     summary = load_summary()
     known = summary.get("chapters", {})
     # Longest first (times of the previous run), so that two workers finish close together.
@@ -161,11 +172,20 @@ def main() -> int:
     print(f"execute: {len(todo)} chapter(s), {jobs} at a time, {threads} thread(s) each")
     start = time.perf_counter()
     failed = 0
-    with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for path, nb, seconds, error, peak in pool.map(run_one, todo):
+    alone = [p for p in todo if exclusive(Path(p))]
+    shared = [p for p in todo if p not in alone]
+
+    def results():
+        with ProcessPoolExecutor(max_workers=jobs) as pool:
+            yield from ((r, jobs) for r in pool.map(run_one, shared))
+        # Chapters that time real parallel work run alone, after the others.
+        with ProcessPoolExecutor(max_workers=1) as pool:
+            yield from ((r, 1) for r in pool.map(run_one, alone))
+
+    for (path, nb, seconds, error, peak), ran_with in results():
             key = Path(path).relative_to(ROOT).as_posix()
             known[key] = {"seconds": round(seconds, 1), "ok": not error, "peak_rss_mb": round(peak / 1024, 1),
-                          "threads": threads, "jobs": jobs}
+                          "threads": threads, "jobs": ran_with}
             name = Path(path).relative_to(ROOT)
             if error:
                 failed += 1

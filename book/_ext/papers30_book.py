@@ -34,6 +34,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinxcontrib.mermaid import mermaid
 
 from papers30 import ledger
+from papers30.display import FIGURE_ENV
 from papers30.papers import Paper, all_papers, declared_claims
 
 logger = logging.getLogger(__name__)
@@ -150,6 +151,29 @@ class Scorecard(SphinxDirective):
     def run(self) -> list[nodes.Node]:
         self.env.papers30_dynamic = getattr(self.env, "papers30_dynamic", set()) | {self.env.docname}
         return [scorecard_placeholder()]
+
+
+class KernelBenchmarks(SphinxDirective):
+    """The table of ``make bench`` (book/results/bench.json), with the machine it ran on."""
+
+    def run(self) -> list[nodes.Node]:
+        import json
+
+        path = Path(self.env.srcdir) / "book" / "results" / "bench.json"
+        self.env.note_dependency(str(path))
+        if not path.exists():
+            return [self.state_machine.reporter.warning("book/results/bench.json is missing: run make bench",
+                                                        line=self.lineno)]
+        data = json.loads(path.read_text())
+        para = nodes.paragraph()
+        para += nodes.Text(f"Measured on {data['machine']}, {data['date']}, median of {data['repeats']} "
+                           "repeats of forward plus backward, by ")
+        para += nodes.literal(text="make bench")
+        para += nodes.Text(".")
+        rows = [[r["kernel"], r["shape"], f"{r['ours_ms']:.2f}", f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}",
+                 f"{r['target']:g}", "yes" if r["met"] else "no", r.get("note", "")] for r in data["rows"]]
+        head = ["Kernel", "Shapes", "Ours (ms)", "Torch (ms)", "Ratio", "Target", "Met", "Why it misses"]
+        return [para, _table(head, rows, [18, 20, 9, 9, 7, 7, 6, 24])]
 
 
 class budget_placeholder(nodes.General, nodes.Element):
@@ -284,6 +308,31 @@ def _render_scorecard(app: Sphinx, doctree: nodes.document, docname: str) -> Non
         node.replace_self([para, nodes.raw("", body, format="html")])
 
 
+def _number_per_chapter(app: Sphinx, env) -> list[str]:
+    """Renumber figures, tables and equations per chapter: "Fig. 13.2", "(3.4)".
+
+    Sphinx numbers them across the whole book when the toctree is not
+    numbered (chapter 13's first figure would be "Fig. 40"). This runs after
+    Sphinx's own numbering (``env-get-updated``, later priority) and gives the
+    items of each chapter the chapter's number and their order in the page.
+    Returns the chapters whose numbers changed, so that they are written again.
+    """
+    previous = getattr(env, "papers30_numbers", {})
+    changed = []
+    for docname, types in env.toc_fignumbers.items():
+        paper = _chapter_of(docname)
+        if paper is None:
+            continue
+        for figtype, ids in types.items():
+            order = sorted(ids, key=lambda k: ids[k])
+            types[figtype] = {k: (paper.number, i) for i, k in enumerate(order, start=1)}
+        if previous.get(docname) != types:
+            changed.append(docname)
+    env.papers30_numbers = {d: {t: dict(v) for t, v in types.items()} for d, types in env.toc_fignumbers.items()
+                            if _chapter_of(d) is not None}
+    return changed
+
+
 def _resolve_links(app: Sphinx, doctree: nodes.document, docname: str) -> None:
     for ref in doctree.findall(nodes.reference):
         if "papers30_doc" in ref.attributes:
@@ -407,13 +456,106 @@ def _downloads_with_outputs(app: Sphinx, exception) -> None:
         except KeyError:
             continue  # not executed through the cache (e.g. execution off)
         docname = ipynb.relative_to(executed).with_suffix("").as_posix()
-        for target in (ipynb, Path(app.outdir) / "_sources" / f"{docname}.ipynb"):
-            if target.exists():
-                nbformat.write(merged, target)
+        nbformat.write(merged, ipynb)
+        download = Path(app.outdir) / "_sources" / f"{docname}.ipynb"
+        if download.exists():
+            nbformat.write(reader_download(docname, merged) if _chapter_of(docname) else merged, download)
+
+
+def reader_download(docname: str, executed) -> object:
+    """The chapter's reader notebook (book/_ext/reader.py) with this build's values and outputs."""
+    import reader
+
+    nb = reader.reader_notebook(docname, reader.glue_values_of(executed))
+    outputs = [c.get("outputs", []) for c in executed.cells if c.cell_type == "code"
+               and not ("%pip install" in c.source and "remove-cell" in c.metadata.get("tags", []))]
+    code = [c for c in nb.cells if c.cell_type == "code" and "install" not in c.metadata.get("tags", [])]
+    for cell, outs in zip(code, outputs):
+        cell.outputs = outs
+    return nb
+
+
+def _reader_launch_buttons(app: Sphinx, pagename, templatename, context, doctree) -> None:
+    """Point a chapter's Colab and Binder buttons at its reader notebook (notebooks/NN_slug.ipynb)."""
+    paper = _chapter_of(pagename)
+    if paper is None:
+        return
+    old, new = f"{pagename}.ipynb", f"notebooks/{Path(pagename).name}.ipynb"
+
+    def fix(buttons) -> None:
+        for b in buttons or []:
+            if isinstance(b, dict):
+                if isinstance(b.get("url"), str):
+                    b["url"] = b["url"].replace(old, new)
+                fix(b.get("buttons"))
+
+    fix(context.get("header_buttons"))
 
 
 def _config_inited(app: Sphinx, config) -> None:
     os.environ[ledger.LEDGER_ENV] = str(ledger_dir(app))
+    os.environ[FIGURE_ENV] = str(figure_dir(app))
+
+
+def figure_dir(app: Sphinx) -> Path:
+    return Path(app.outdir).parent / "figures"
+
+
+GLUE_FIGURE = re.compile(r"^```\{glue:figure\}\s+(\S+)\s*\n((?::[\w-]+:.*\n)*)", re.M)
+
+
+def glued_figures(source: str) -> dict[str, str]:
+    """``{figure name: glue key}`` of a chapter's ``{glue:figure}`` directives."""
+    out = {}
+    for key, options in GLUE_FIGURE.findall(source):
+        name = re.search(r"^:name:\s*(\S+)", options, re.M)
+        if name:
+            out[name.group(1)] = key
+    return out
+
+
+def figure_tools_html(number: str, chapter: Paper, page_url: str, anchor: str, svg: str, png: str, year: int) -> str:
+    """The links under a chapter figure: downloads, permalink and a one-line citation."""
+    cite = (f"Fig. {number} in papers30 contributors, \u201cChapter {chapter.number}: {chapter.title}\u201d, "
+            f"{BOOK_TITLE}, {year}. {page_url}#{anchor}")
+    esc = html.escape
+    return (f'<div class="papers30-figure-tools"><a href="{esc(svg)}" download>SVG</a> · '
+            f'<a href="{esc(png)}" download>PNG (slide, 200 dpi)</a> · '
+            f'<a class="papers30-permalink" href="#{esc(anchor)}">Permalink to Fig. {esc(number)}</a>'
+            f'<p class="papers30-cite-figure">Cite this figure: {esc(cite)}</p></div>')
+
+
+def _figure_tools(app: Sphinx, doctree: nodes.document, docname: str) -> None:
+    import shutil
+
+    paper = _chapter_of(docname)
+    if paper is None or app.builder.format != "html":
+        return
+    source = Path(app.env.doc2path(docname)).read_text(encoding="utf-8")
+    keys = glued_figures(source)
+    numbers = app.env.toc_fignumbers.get(docname, {}).get("figure", {})
+    target = Path(app.outdir) / "_static" / "figures" / f"ch{paper.number:02d}"
+    for fig in doctree.findall(nodes.figure):
+        anchor = next((i for i in fig["ids"] if i in keys), None)
+        if anchor is None:
+            continue
+        files = [figure_dir(app) / f"ch{paper.number:02d}" / f"{keys[anchor]}.{ext}" for ext in ("svg", "png")]
+        if not all(f.exists() for f in files):
+            logger.warning(f"figure {anchor}: no exported files {files[0].name}/.png in {files[0].parent} "
+                           "(glue the figure with papers30.display.glue after opening the ChapterLedger)",
+                           location=docname)
+            continue
+        target.mkdir(parents=True, exist_ok=True)
+        for f in files:
+            shutil.copyfile(f, target / f.name)
+        rel = app.builder.get_target_uri(docname)
+        depth = rel.count("/")
+        prefix = "../" * depth + f"_static/figures/ch{paper.number:02d}/"
+        number = ".".join(map(str, numbers.get(fig["ids"][0], ())))
+        url = chapter_url(app.config.html_baseurl, paper)
+        fig += nodes.raw("", figure_tools_html(number, paper, url, anchor, prefix + files[0].name,
+                                               prefix + files[1].name, int(app.config.papers30_year)),
+                         format="html")
 
 
 def setup(app: Sphinx) -> dict:
@@ -425,14 +567,18 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("scorecard", Scorecard)
     app.add_node(budget_placeholder)
     app.add_directive("execution-budget", ExecutionBudget)
+    app.add_directive("kernel-benchmarks", KernelBenchmarks)
     app.connect("config-inited", _config_inited)
     app.connect("env-get-outdated", _always_reread)
+    app.connect("env-get-updated", _number_per_chapter, priority=900)
     app.connect("env-purge-doc", _purge)
     app.connect("doctree-resolved", _render_scorecard)
     app.connect("doctree-resolved", _render_budget)
     app.connect("doctree-resolved", _resolve_links)
+    app.connect("doctree-resolved", _figure_tools)
     app.connect("html-page-context", _dedupe_scripts, priority=100)
     app.connect("html-page-context", _add_meta)
+    app.connect("html-page-context", _reader_launch_buttons, priority=600)
     app.connect("html-page-context", _fix_citation_list_role)
     app.connect("build-finished", _write_sitemap)
     app.connect("build-finished", _downloads_with_outputs)
