@@ -7,9 +7,14 @@ Internal helpers trust their callers and do not validate.
 
 from __future__ import annotations
 
+from collections import abc
 from collections.abc import Sequence
+from typing import Any, Callable, TypeVar
 
+import numpy as np
 import torch
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 def tensor(
@@ -104,9 +109,76 @@ def _matches(value: object, hint: object) -> bool:
         if origin is tuple and args and args[-1] is not Ellipsis:
             return len(value) == len(args) and all(_matches(v, h) for v, h in zip(value, args))
         return not args or all(_matches(v, args[0]) for v in value)
+    if isinstance(origin, type) and origin.__module__ == "collections.abc":
+        if origin is abc.Sequence:
+            return isinstance(value, (abc.Sequence, torch.Tensor, np.ndarray))
+        return isinstance(value, origin)
     if isinstance(hint, type):
+        if hint is abc.Sequence:
+            return isinstance(value, (abc.Sequence, torch.Tensor, np.ndarray))
         return isinstance(value, hint)
     return True
+
+
+def _hint_name(hint: object) -> str:
+    return getattr(hint, "__name__", None) or str(hint).replace("typing.", "").replace("collections.abc.", "")
+
+
+def typed(fn: F) -> F:
+    """Decorator: check each argument's top-level type against ``fn``'s annotations.
+
+    Containers are checked by kind only (a ``dict`` argument must be a mapping,
+    a ``Sequence`` a sequence, tensor or array), not element by element, so the
+    check costs microseconds. Raises ``TypeError`` naming the argument.
+    """
+    import functools
+    import inspect
+    import typing
+
+    signature = inspect.signature(fn)
+    hints: dict[str, object] | None = None
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        nonlocal hints
+        if hints is None:
+            hints = typing.get_type_hints(fn)
+        bound = signature.bind(*args, **kwargs)
+        for name, value in bound.arguments.items():
+            hint = hints.get(name)
+            kind = signature.parameters[name].kind
+            if hint is None or kind in (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD):
+                continue
+            if not _matches_shallow(value, hint):
+                raise TypeError(f"{name} must be {_hint_name(hint)}, got {type(value).__name__} {value!r:.60}")
+        return fn(*args, **kwargs)
+
+    return typing.cast(F, wrapper)
+
+
+def _matches_shallow(value: object, hint: object) -> bool:
+    """Like ``_matches`` but without looking inside containers."""
+    import types
+    import typing
+
+    origin = typing.get_origin(hint)
+    if origin in (typing.Union, types.UnionType):
+        return any(_matches_shallow(value, h) for h in typing.get_args(hint))
+    if origin in (list, tuple, set, frozenset):
+        return isinstance(value, (abc.Sequence, abc.Set, torch.Tensor, np.ndarray)) and not isinstance(value, str)
+    if origin is dict:
+        return isinstance(value, abc.Mapping)
+    if origin is abc.Callable or hint is abc.Callable:
+        return callable(value)
+    if origin is not None and not (isinstance(origin, type) and origin.__module__ == "collections.abc"):
+        return True
+    return _matches(value, hint if origin is None else origin)
+
+
+def nonempty(name: str, value: object) -> None:
+    """Raise ``ValueError`` when the sequence ``value`` is empty."""
+    if len(value) == 0:  # type: ignore[arg-type]
+        raise ValueError(f"{name} must not be empty")
 
 
 def dataclass_fields(obj: object) -> None:

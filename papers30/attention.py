@@ -112,6 +112,8 @@ def scaled_dot_product_attention(
         ``(..., T, F)``.
     """
     _checks.tensor("value", value, kind="float")
+    if value.dim() < 2:
+        raise ValueError(f"value must have at least 2 dimensions (..., S, F), got shape {tuple(value.shape)}")
     _checks.probability("dropout_p", dropout_p)
     weights = attention_weights(query, key, attn_mask=attn_mask, is_causal=is_causal, scale=scale)
     if value.shape[-2] != key.shape[-2]:

@@ -171,6 +171,7 @@ def _swap_pairs(
     return out
 
 
+@_checks.typed
 def mix(state: torch.Tensor, steps: int, generator: torch.Generator | None = None) -> torch.Tensor:
     """Run the mixing automaton for ``steps`` time steps; return the new ``(B, H, W)`` state.
 
@@ -202,6 +203,7 @@ def mix(state: torch.Tensor, steps: int, generator: torch.Generator | None = Non
     return state
 
 
+@_checks.typed
 def mixing_run(
     state: torch.Tensor, times: Sequence[int], generator: torch.Generator | None = None
 ) -> torch.Tensor:
@@ -420,6 +422,7 @@ def occupancy(positions: torch.Tensor, height: int, width: int) -> torch.Tensor:
     return counts.view(b, height, width)
 
 
+@_checks.typed
 def coffee_run(
     size: int,
     times: Sequence[int],
@@ -649,6 +652,8 @@ def peak(times: Sequence[float], values: torch.Tensor) -> tuple[float, float, in
     Ties go to the earliest sample.
     """
     _checks.tensor("values", values, ndim=1)
+    if values.dtype == torch.bool or values.is_complex():
+        raise TypeError(f"values must be a real-valued tensor, got {values.dtype}")
     times = list(times)
     _checks.size_matches("times", len(times), values.shape[0], "length")
     if not times:
@@ -673,3 +678,67 @@ def power_law_fit(x: Sequence[float], y: Sequence[float]) -> tuple[float, float]
         raise ValueError("y must be positive for a log-log fit")
     a, log_c = _line_fit(xs.log(), ys.log())
     return a, math.exp(log_c)
+
+
+# --- chapter 25: normalized compression distance -----------------------------------
+
+
+def ncd(x: bytes, y: bytes, method: str = "zlib") -> float:
+    """Normalized compression distance ``(C(xy) - min(C(x), C(y))) / max(C(x), C(y))``, eq. (kc-ncd).
+
+    ``C`` is :func:`compressed_bits` with ``method``. Near 0 when one object
+    tells the compressor almost everything about the other, near 1 (slightly
+    above, for a real compressor) when they share nothing.
+    """
+    for name, value in (("x", x), ("y", y)):
+        if not isinstance(value, (bytes, bytearray)):
+            raise TypeError(f"{name} must be bytes, got {type(value).__name__}")
+        if not value:
+            raise ValueError(f"{name} must not be empty")
+    cx, cy = compressed_bits(bytes(x), method), compressed_bits(bytes(y), method)
+    cxy = compressed_bits(bytes(x) + bytes(y), method)
+    return (cxy - min(cx, cy)) / max(cx, cy)
+
+
+def ncd_matrix(items: Sequence[bytes], method: str = "zlib") -> torch.Tensor:
+    """Pairwise :func:`ncd` of ``N`` objects, ``(N, N)`` float64, symmetrised, zero diagonal.
+
+    A real compressor gives ``C(xy)`` and ``C(yx)`` that differ by a few
+    bits; entry ``(i, j)`` is the mean of ``ncd(x_i, x_j)`` and
+    ``ncd(x_j, x_i)``, so the matrix is a symmetric dissimilarity.
+    """
+    if isinstance(items, (bytes, str)) or not isinstance(items, Sequence):
+        raise TypeError(f"items must be a sequence of bytes, got {type(items).__name__}")
+    if len(items) < 2:
+        raise ValueError(f"items must hold at least 2 objects, got {len(items)}")
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    data = [_bytes_item(i, x) for i, x in enumerate(items)]
+    single = [compressed_bits(x, method) for x in data]  # C(x_i), computed once
+    n = len(data)
+    d = torch.zeros(n, n, dtype=torch.float64)
+    for i in range(n):
+        for j in range(i + 1, n):
+            low, high = min(single[i], single[j]), max(single[i], single[j])
+            both = compressed_bits(data[i] + data[j], method) + compressed_bits(data[j] + data[i], method)
+            d[i, j] = d[j, i] = (both / 2 - low) / high
+    return d
+
+
+def size_distance(items: Sequence[bytes], method: str = "zlib") -> torch.Tensor:
+    """``|C(x) - C(y)| / max(C(x), C(y))`` for every pair, ``(N, N)``: a distance that sees only sizes.
+
+    The control for :func:`ncd_matrix`: it uses each object's own compressed
+    size and nothing the two share.
+    """
+    if isinstance(items, (bytes, str)) or not isinstance(items, Sequence) or len(items) < 2:
+        raise ValueError("items must be a sequence of at least 2 bytes objects")
+    c = torch.tensor([float(compressed_bits(bytes(_bytes_item(i, x)), method)) for i, x in enumerate(items)],
+                     dtype=torch.float64)
+    return (c[:, None] - c[None, :]).abs() / torch.maximum(c[:, None], c[None, :])
+
+
+def _bytes_item(i: int, x: object) -> bytes:
+    if not isinstance(x, (bytes, bytearray)) or not x:
+        raise TypeError(f"items[{i}] must be non-empty bytes, got {type(x).__name__}")
+    return bytes(x)

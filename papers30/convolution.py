@@ -288,6 +288,9 @@ class Race:
     steps_per_epoch: int
     models: dict[float, nn.Module]
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     @property
     def best(self) -> float:
         """The winning rate or, when none won, the rate whose last training error is lowest."""

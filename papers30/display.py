@@ -28,11 +28,15 @@ _chapter: int | None = None
 def set_chapter(chapter: int | None) -> None:
     """Name the chapter whose figures are being glued (the ledger calls this)."""
     global _chapter
+    if chapter is not None and (isinstance(chapter, bool) or not isinstance(chapter, int)):
+        raise TypeError(f"chapter must be an int or None, got {type(chapter).__name__}")
     _chapter = chapter
 
 
 def export_figure(name: str, figure: Any) -> list[Path]:
     """Save ``figure`` as SVG and 200-dpi PNG for lecturers, when the build asks for it; return the files."""
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"name must be a non-empty str, got {name!r:.60}")
     where = os.environ.get(FIGURE_ENV, "").strip()
     if not where or _chapter is None:
         return []

@@ -108,6 +108,9 @@ class ELBO:
     reconstruction: torch.Tensor
     kl: torch.Tensor
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     @property
     def total(self) -> torch.Tensor:
         """``reconstruction + kl``: the negative ELBO, an upper bound on ``-log2 p(x)``, eq. (vlae-elbo)."""
@@ -199,6 +202,9 @@ class CausalConvLayer(nn.Module):
 
     def forward(self, v: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One layer: ``(v, h) -> (v', h')``; ``h'`` at pixel ``p`` depends on the image only before ``p``."""
+        _checks.tensor("v", v, ndim=4, kind="float")
+        _checks.tensor("h", h, ndim=4, kind="float")
+        _checks.size_matches("h", tuple(h.shape), tuple(v.shape), "shape (that of v)")
         r, width = self.r, h.shape[-1]
         v = self.vertical(F.pad(v, (r, r, r, 0)))  # rows i - r .. i, columns j - r .. j + r
         above = F.pad(v, (0, 0, 1, 0))[..., :-1, :]  # shift down: row i sees rows < i

@@ -62,6 +62,7 @@ def _declared(d: object) -> Declaration:
     return d
 
 
+@_checks.typed
 def criterion_text(d: Declaration) -> str:
     """Human-readable form of a declared criterion, e.g. ``"≥ 0.9"`` or ``"≥ control + 0.05"``."""
     n = _declared(d).digits
@@ -76,6 +77,7 @@ def criterion_text(d: Declaration) -> str:
     return f"≤ {_fmt(d.at_most, n)}"  # type: ignore[arg-type]
 
 
+@_checks.typed
 def evaluate(value: float, d: Declaration, control: float | None = None) -> bool:
     """Whether ``value`` meets the declared criterion (``control`` for a relative one); NaN never does."""
     _declared(d)
@@ -416,6 +418,7 @@ class RecordTable:
         return "\n".join(" | ".join(r) for r in [head, *rows])
 
 
+@_checks.typed
 def audit(records: list[Record], chapters: list[int]) -> list[str]:
     """What breaks the claims protocol in the records of the written ``chapters``; empty when none.
 

@@ -269,6 +269,8 @@ class NoisyLinear(nn.Module):
     def forward(self, input: torch.Tensor, sample: bool | None = None) -> torch.Tensor:
         """``input @ w.T + b`` for one sample of the weights (or their means)."""
         _checks.tensor("input", input, kind="float")
+        if input.dim() == 0:
+            raise ValueError("input must have a feature dimension (..., in_features), got a 0-d tensor")
         _checks.size_matches("input", input.shape[-1], self.in_features, "feature size")
         if not (self.training if sample is None else sample):
             return F.linear(input, self.weight_mu, self.bias_mu)
@@ -548,6 +550,13 @@ def _lbfgs(params: list[nn.Parameter], loss_fn: Callable[[], torch.Tensor], iter
     return stop_after is not None and len(history.losses) >= stop_after
 
 
+def _check_xy(input: object, target: object) -> None:
+    """``input (B, D)`` and ``target (B, 1)``, floating point, with the same ``B``."""
+    _checks.tensor("input", input, ndim=2, kind="float")
+    _checks.tensor("target", target, ndim=2, kind="float")
+    _checks.size_matches("target", target.shape[0], input.shape[0], "batch size")
+
+
 def fit_description_length(
     model: NoisyMLP,
     input: torch.Tensor,
@@ -572,6 +581,7 @@ def fit_description_length(
     other way. ``History.losses`` holds the loss at every evaluation;
     ``stop_after`` stops after that many evaluations.
     """
+    _check_xy(input, target)
     if not isinstance(model, NoisyMLP):
         raise TypeError(f"model must be a NoisyMLP, got {type(model).__name__}")
     _checks.positive_int("iterations_per_stage", iterations_per_stage)
@@ -614,6 +624,7 @@ def fit_weight_decay(
     training set as closely as it can. L-BFGS for ``iterations``, like
     :func:`fit_description_length`.
     """
+    _check_xy(input, target)
     if not isinstance(model, NoisyMLP):
         raise TypeError(f"model must be a NoisyMLP, got {type(model).__name__}")
     if isinstance(decay, bool) or not isinstance(decay, (int, float)) or not decay >= 0.0:
@@ -649,6 +660,9 @@ def select_weight_decay(
     scored by :func:`relative_error` on those. Returns the best coefficient
     and every score (the caller then retrains on the whole training set).
     """
+    _check_xy(input, target)
+    if not callable(make_net):
+        raise TypeError(f"make_net must be callable, got {type(make_net).__name__}")
     if not callable(make_net):
         raise TypeError(f"make_net must be callable, got {type(make_net).__name__}")
     _checks.positive_int("held_out", held_out)
@@ -684,7 +698,11 @@ class Regression:
     x: torch.Tensor
     y: torch.Tensor
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
+
+@_checks.typed
 def few_example_task(
     n_train: int,
     n_test: int,

@@ -57,6 +57,8 @@ def corpus_bleu(
 def strip_after(tokens: torch.Tensor, eos: int) -> list[list[int]]:
     """Rows of ``tokens (B, L)`` as lists, cut before the first ``eos``."""
     _checks.tensor("tokens", tokens, ndim=2, kind="int")
+    if isinstance(eos, bool) or not isinstance(eos, int):
+        raise TypeError(f"eos must be an int, got {type(eos).__name__}")
     out = []
     for row in tokens.tolist():
         out.append(row[: row.index(eos)] if eos in row else row)

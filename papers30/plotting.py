@@ -14,6 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from papers30 import _checks
+
 PALETTE = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 
 
@@ -38,6 +40,7 @@ def use_style() -> None:
     )
 
 
+@_checks.typed
 def curves(
     series: dict[str, tuple[Sequence[float], Sequence[float]]],
     xlabel: str,
@@ -65,6 +68,7 @@ def curves(
     return fig
 
 
+@_checks.typed
 def attention_maps(
     maps: Sequence[torch.Tensor | np.ndarray],
     titles: Sequence[str],
@@ -75,6 +79,8 @@ def attention_maps(
     ylabel: str = "target position (query)",
 ):
     """Heat maps of attention weights ``(T, S)``, side by side; return the figure."""
+    _checks.nonempty("maps", maps)
+    _checks.size_matches("titles", len(titles), len(maps), "entries (one per map)")
     n = len(maps)
     fig, axes = plt.subplots(1, n, figsize=(2.6 * n + 0.6, 2.9), squeeze=False)
     for ax, m, title in zip(axes[0], maps, titles):
@@ -90,6 +96,7 @@ def attention_maps(
     return fig
 
 
+@_checks.typed
 def image_grid(
     images: Sequence[Sequence[torch.Tensor | np.ndarray]],
     row_labels: Sequence[str],
@@ -110,7 +117,13 @@ def image_grid(
     every image is stretched over the same coordinates, so a coarse-grained
     image lines up with the fine one it came from.
     """
+    _checks.nonempty("images", images)
+    _checks.nonempty("images[0]", images[0])
     n_rows, n_cols = len(images), len(images[0])
+    _checks.size_matches("row_labels", len(row_labels), n_rows, "entries (one per row)")
+    _checks.size_matches("col_titles", len(col_titles), n_cols, "entries (one per column)")
+    if extent is not None and len(extent) != 2:
+        raise ValueError(f"extent must be (width, height), got {extent!r}")
     fig, axes = plt.subplots(
         n_rows, n_cols, figsize=(1.5 * n_cols + 1.2, 1.55 * n_rows + 0.5), squeeze=False
     )
@@ -136,6 +149,7 @@ def image_grid(
     return fig
 
 
+@_checks.typed
 def point_polygons(
     points: Sequence[torch.Tensor | np.ndarray],
     polygons: dict[str, Sequence[Sequence[int]]],
@@ -151,6 +165,11 @@ def point_polygons(
     style across panels, e.g. ``{"true hull": ..., "predicted": ...}``.
     Used by chapter 6 (pointer networks).
     """
+    _checks.nonempty("points", points)
+    _checks.size_matches("titles", len(titles), len(points), "entries (one per panel)")
+    for i, pts in enumerate(points):
+        if not isinstance(pts, (torch.Tensor, np.ndarray)) or pts.ndim != 2 or pts.shape[1] != 2:
+            raise ValueError(f"points[{i}] must be an (n, 2) tensor or array, got {pts!r:.60}")
     k = len(points)
     fig, axes = plt.subplots(1, k, figsize=(2.2 * k + 0.4, 2.9), squeeze=False)
     styles = ("-", "--", ":", "-.")
@@ -178,6 +197,7 @@ def point_polygons(
     return fig
 
 
+@_checks.typed
 def text_heatmap(
     text: str,
     values: Sequence[float] | torch.Tensor | np.ndarray,
@@ -222,6 +242,7 @@ def text_heatmap(
     return fig
 
 
+@_checks.typed
 def labelled_points(
     series: dict[str, tuple[Sequence[float], Sequence[float], Sequence[str]]],
     xlabel: str,
@@ -245,6 +266,7 @@ def labelled_points(
     return fig
 
 
+@_checks.typed
 def measured_vs_formula(
     x: Sequence[float],
     measured: dict[str, Sequence[float]],
@@ -281,6 +303,7 @@ def measured_vs_formula(
     return fig
 
 
+@_checks.typed
 def grouped_bars(
     values: dict[str, Sequence[float]],
     categories: Sequence[str],
@@ -319,6 +342,7 @@ def grouped_bars(
     return fig
 
 
+@_checks.typed
 def pipeline_gantt(
     events: Sequence,
     num_stages: int,
@@ -337,6 +361,9 @@ def pipeline_gantt(
     """
     from matplotlib.patches import Patch
 
+    _checks.nonempty("events", events)
+    if isinstance(events, str) or not all(hasattr(e, a) for e in events for a in ("stage", "kind", "microbatch", "start", "end")):
+        raise TypeError("events must be a sequence of objects with stage, kind, microbatch, start and end")
     t0 = min(e.start for e in events)
     fig, ax = plt.subplots(figsize=(6.4, 0.45 * num_stages + 1.5))
     colours = {"F": PALETTE[0], "B": PALETTE[1]}
@@ -358,6 +385,7 @@ def pipeline_gantt(
     return fig
 
 
+@_checks.typed
 def curve_panels(
     panels: dict[str, dict[str, tuple[Sequence[float], Sequence[float]]]],
     xlabel: str,
@@ -388,6 +416,7 @@ def curve_panels(
     return fig
 
 
+@_checks.typed
 def rgb_images(
     images: Sequence[torch.Tensor | np.ndarray],
     titles: Sequence[str],
@@ -399,6 +428,11 @@ def rgb_images(
 
     Each image gets its title (several lines are fine) and pixel axes.
     """
+    _checks.nonempty("images", images)
+    _checks.size_matches("titles", len(titles), len(images), "entries (one per image)")
+    for i, img in enumerate(images):
+        if not isinstance(img, (torch.Tensor, np.ndarray)) or img.ndim != 3 or 3 not in (img.shape[0], img.shape[-1]):
+            raise ValueError(f"images[{i}] must be a (3, P, P) or (P, P, 3) tensor or array, got {img!r:.60}")
     n = len(images)
     fig, axes = plt.subplots(1, n, figsize=(2.0 * n + 0.4, 2.9), squeeze=False)
     for k, (ax, img) in enumerate(zip(axes[0], images)):

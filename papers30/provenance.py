@@ -98,6 +98,10 @@ def chapter_source(chapter: int) -> Path:
 
 def chapter_modules(chapter: int, source: str | None = None) -> list[Path]:
     """The package files chapter ``chapter`` depends on (see :func:`module_closure`)."""
+    if isinstance(chapter, bool) or not isinstance(chapter, int):
+        raise TypeError(f"chapter must be an int, got {type(chapter).__name__}")
+    if source is not None and not isinstance(source, str):
+        raise TypeError(f"source must be a str or None, got {type(source).__name__}")
     text = source if source is not None else chapter_source(chapter).read_text(encoding="utf-8")
     cells = re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, re.S | re.M)
     names: set[str] = set()
@@ -172,10 +176,17 @@ def traced(name: str, fn: Callable[..., Any], /, **kwargs: Any) -> Any:
 
 def replay(trace: dict[str, Any], steps: int) -> list[float]:
     """Re-run the first ``steps`` steps of a traced run; return their losses."""
+    if not isinstance(trace, dict) or not isinstance(trace.get("callable"), str):
+        raise TypeError("trace must be a dict with a 'callable' string, as traced() writes it")
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
     module, _, qualname = trace["callable"].partition(":")
-    fn = importlib.import_module(module)
-    for part in qualname.split("."):
-        fn = getattr(fn, part)
+    try:
+        fn = importlib.import_module(module)
+        for part in qualname.split("."):
+            fn = getattr(fn, part)
+    except (ImportError, AttributeError) as err:
+        raise ValueError(f"trace['callable'] = {trace['callable']!r} names no importable function") from err
     return _losses(fn(**{**trace["kwargs"], "stop_after": steps}))[:steps]
 
 

@@ -48,6 +48,35 @@ def _affine(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) ->
     return F.linear(x, weight, bias)
 
 
+def _check_cell(
+    input: object,
+    h: object,
+    weight_ih: object,
+    weight_hh: object,
+    bias_ih: object,
+    bias_hh: object,
+    gates: int,
+) -> None:
+    """Validate one cell step's arguments: ``input (B, D)`` or ``(D,)``, ``h`` like it, weights ``(gates*H, D)``, ``(gates*H, H)``."""
+    _checks.tensor("input", input, ndim=(1, 2), kind="float")
+    _checks.tensor("hx", h, ndim=input.dim(), kind="float")
+    _checks.tensor("weight_ih", weight_ih, ndim=2, kind="float")
+    _checks.tensor("weight_hh", weight_hh, ndim=2, kind="float")
+    if input.dim() == 2:
+        _checks.size_matches("hx", h.shape[0], input.shape[0], "batch size")
+    hidden = h.shape[-1]
+    _checks.size_matches("weight_ih", weight_ih.shape[0], gates * hidden, "rows")
+    _checks.size_matches("weight_ih", weight_ih.shape[1], input.shape[-1], "columns (the input size)")
+    _checks.size_matches("weight_hh", tuple(weight_hh.shape), (gates * hidden, hidden), "shape")
+    for name, b in (("bias_ih", bias_ih), ("bias_hh", bias_hh)):
+        if b is not None:
+            _checks.tensor(name, b, ndim=1, kind="float")
+            _checks.size_matches(name, b.shape[0], gates * hidden, "length")
+    for name, t in (("input", input), ("hx", h), ("weight_hh", weight_hh)):
+        if t.dtype != weight_ih.dtype:
+            raise TypeError(f"{name} has dtype {t.dtype}, expected weight_ih's {weight_ih.dtype}")
+
+
 def rnn_cell(
     input: torch.Tensor,
     hx: torch.Tensor,
@@ -63,6 +92,8 @@ def rnn_cell(
     biases ``(H,)``; returns ``h' (B, H)``. ``nonlinearity`` is ``"tanh"`` or
     ``"relu"``, as in ``torch.nn.RNNCell``.
     """
+    _check_cell(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, 1)
+    _checks.one_of("nonlinearity", nonlinearity, ("tanh", "relu"))
     pre = _affine(input, weight_ih, bias_ih) + _affine(hx, weight_hh, bias_hh)
     return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
 
@@ -81,7 +112,12 @@ def lstm_cell(
     ``weight_hh (4H, H)``, biases ``(4H,)`` with rows in the order input,
     forget, candidate, output. Returns ``(h', c')``, each ``(B, H)``.
     """
+    if not isinstance(hx, (tuple, list)) or len(hx) != 2:
+        raise TypeError(f"hx must be a pair (h, c) of tensors, got {type(hx).__name__}")
     h, c = hx
+    _check_cell(input, h, weight_ih, weight_hh, bias_ih, bias_hh, 4)
+    _checks.tensor("hx[1] (c)", c, ndim=h.dim(), kind="float")
+    _checks.size_matches("hx[1] (c)", tuple(c.shape), tuple(h.shape), "shape")
     z = _affine(input, weight_ih, bias_ih) + _affine(h, weight_hh, bias_hh)
     z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
     i = torch.sigmoid(z_i)  # input gate: how much of the candidate to write
@@ -107,6 +143,7 @@ def gru_cell(
     biases ``(3H,)`` with rows in the order reset, update, candidate. Returns
     ``h' (B, H)``.
     """
+    _check_cell(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, 3)
     x_r, x_z, x_n = _affine(input, weight_ih, bias_ih).chunk(3, dim=-1)
     h_r, h_z, h_n = _affine(hx, weight_hh, bias_hh).chunk(3, dim=-1)
     r = torch.sigmoid(x_r + h_r)  # reset gate: how much of h feeds the candidate

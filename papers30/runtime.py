@@ -142,6 +142,13 @@ def pick(small: T, paper: T, large: T | None = None) -> T:
 
     A chapter without a ``large`` setting runs its ``paper`` one at ``large``.
     """
+    numbers = (int, float)
+    for name, value in (("paper", paper), ("large", large)):
+        if value is None and name == "large":
+            continue
+        same = isinstance(value, type(small)) or isinstance(small, type(value))
+        if not same and not (isinstance(value, numbers) and isinstance(small, numbers)):
+            raise TypeError(f"{name} must be of the same type as small ({type(small).__name__}), got {type(value).__name__}")
     chosen = scale()
     if chosen == "small":
         return small

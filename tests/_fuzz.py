@@ -153,7 +153,7 @@ def install() -> None:
     modules = [m for n, m in sys.modules.items() if n == "papers30" or n.startswith("papers30.")]
     for name, obj in api.items():
         if inspect.isclass(obj):
-            if not getattr(obj, "__papers30_fuzz__", False):
+            if not obj.__dict__.get("__papers30_fuzz__", False):  # not inherited from a wrapped base
                 _wrap_class(name, obj)
                 obj.__papers30_fuzz__ = True
             continue

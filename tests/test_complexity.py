@@ -800,3 +800,61 @@ def test_new_helpers_reject_bad_arguments():
         differing_pairs(torch.zeros(4))
     with pytest.raises(TypeError, match="states"):
         mode_amplitude([[0, 1]])
+
+
+# --- chapter 25: normalized compression distance ------------------------------------
+
+
+def test_ncd_is_the_formula_on_hand_computed_compressed_lengths():
+    import zlib
+
+    from papers30.complexity import ncd
+
+    x, y = b"abracadabra" * 20, b"alakazam" * 25
+
+    def c(b: bytes) -> int:
+        return 8 * len(zlib.compress(b, 9))
+
+    want = (c(x + y) - min(c(x), c(y))) / max(c(x), c(y))
+    assert ncd(x, y) == pytest.approx(want)
+    assert ncd(x, x) < 0.2 < ncd(x, bytes(range(256)) * 2)
+
+
+def test_ncd_matrix_is_the_symmetrised_pairwise_ncd():
+    from papers30.complexity import ncd, ncd_matrix
+
+    items = [b"ab" * 40, b"ba" * 40, b"xyz" * 30, bytes(range(100))]
+    d = ncd_matrix(items, "bz2")
+    for i in range(4):
+        assert d[i, i] == 0
+        for j in range(4):
+            if i != j:
+                assert d[i, j].item() == pytest.approx(0.5 * (ncd(items[i], items[j], "bz2")
+                                                              + ncd(items[j], items[i], "bz2")))
+
+
+def test_size_distance_uses_only_the_compressed_sizes():
+    from papers30.complexity import compressed_bits, size_distance
+
+    items = [b"a" * 300, bytes(range(256)), b"ab" * 100]
+    c = [compressed_bits(x) for x in items]
+    d = size_distance(items)
+    assert d[0, 1].item() == pytest.approx(abs(c[0] - c[1]) / max(c[0], c[1]))
+    assert torch.equal(d, d.T)
+
+
+def test_ncd_functions_reject_bad_input():
+    from papers30.complexity import ncd, ncd_matrix, size_distance
+
+    with pytest.raises(TypeError, match="x"):
+        ncd("text", b"x")
+    with pytest.raises(ValueError, match="y"):
+        ncd(b"x", b"")
+    with pytest.raises(ValueError, match="method"):
+        ncd(b"x", b"y", "gzip")
+    with pytest.raises(ValueError, match="items"):
+        ncd_matrix([b"x"])
+    with pytest.raises(TypeError, match="items"):
+        ncd_matrix(b"xy")
+    with pytest.raises(TypeError, match=r"items\[1\]"):
+        size_distance([b"x", 3])

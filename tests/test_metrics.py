@@ -278,3 +278,34 @@ def test_mean_iou_by_hand():
 def test_mean_iou_bad_inputs(args, exc, word):
     with pytest.raises(exc, match=word):
         mean_iou(*args)
+
+
+def test_alignment_accuracy_counts_argmax_hits_per_head_by_brute_force():
+    from papers30.metrics import alignment_accuracy
+
+    g = torch.Generator().manual_seed(0)
+    weights = torch.rand(3, 2, 5, 6, generator=g)
+    alignments = [[0, 1, 2], [5, 4], [3, 3, 3, 3, 3]]
+    got = alignment_accuracy(weights, alignments)
+    for h in range(2):
+        hits = total = 0
+        for b, align in enumerate(alignments):
+            for t, s in enumerate(align):
+                row = weights[b, h, t].tolist()
+                hits += row.index(max(row)) == s
+                total += 1
+        assert got[h].item() == pytest.approx(hits / total)
+
+
+def test_alignment_accuracy_rejects_bad_input():
+    from papers30.metrics import alignment_accuracy
+
+    w = torch.rand(2, 1, 3, 3)
+    with pytest.raises(ValueError, match="alignments"):
+        alignment_accuracy(w, [[0]])
+    with pytest.raises(ValueError, match="alignments"):
+        alignment_accuracy(w, [[0, 1, 2, 0], [0]])
+    with pytest.raises(ValueError, match="alignments"):
+        alignment_accuracy(w, [[], []])
+    with pytest.raises(ValueError, match="weights"):
+        alignment_accuracy(torch.rand(2, 3, 3), [[0], [0]])

@@ -171,3 +171,30 @@ def test_grouped_bars_draws_one_bar_per_value_at_its_height():
     assert ax.get_xlabel() == "model" and ax.get_ylabel() == "accuracy"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["a", "b"]
     assert ax.get_ylim() == (0.0, 1.0)
+
+
+@pytest.mark.parametrize("channels_first", [True, False])
+def test_rgb_images_shows_each_image_with_its_pixels_clipped_to_unit_range(channels_first):
+    from papers30.plotting import rgb_images
+
+    rng = np.random.default_rng(0)
+    imgs = [rng.uniform(-0.5, 1.5, size=(3, 4, 4)) for _ in range(2)]
+    shown = [i if channels_first else i.transpose(1, 2, 0) for i in imgs]
+    fig = rgb_images([torch.from_numpy(shown[0]), shown[1]], ["a", "b\nc"])
+    axes = fig.axes
+    assert [ax.get_title() for ax in axes] == ["a", "b\nc"]
+    for ax, img in zip(axes, imgs):
+        drawn = np.asarray(ax.images[0].get_array())
+        np.testing.assert_allclose(drawn, np.clip(img.transpose(1, 2, 0), 0, 1), rtol=1e-6)
+    plt.close(fig)
+
+
+def test_rgb_images_rejects_bad_input():
+    from papers30.plotting import rgb_images
+
+    with pytest.raises(ValueError, match="images"):
+        rgb_images([], [])
+    with pytest.raises(ValueError, match="titles"):
+        rgb_images([np.zeros((3, 2, 2))], ["a", "b"])
+    with pytest.raises(ValueError, match=r"images\[0\]"):
+        rgb_images([np.zeros((2, 2))], ["a"])

@@ -47,6 +47,9 @@ class Batch:
     tgt_out: torch.Tensor
     align: list[list[int]]
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device), self.align)
 
