@@ -34,14 +34,17 @@ module               what it holds (chapters)
 ``graphs``           message passing neural networks: edge network, GRU
                      update, set2set readout (12)
 ``seq2seq``          RNN encoder-decoder and RNNsearch with additive attention
-                     (14)
+                     (13, 14)
+``translation``      training and scoring the translation models on the toy
+                     task, each with its paper's recipe (13, 14)
 ``relational``       relation networks over object pairs (16)
 ``generative``       VAE pieces in bits, masked convolutions, a VAE with an
                      autoregressive decoder of set receptive field (17)
 ``memory``           the relational memory core (18)
 ``ntm``              Neural Turing Machine addressing, heads and cell (20)
-``transformer``      sinusoidal positions, encoder-decoder Transformer, label
-                     smoothing, warm-up schedule, greedy decoding (13, 22, 27)
+``transformer``      sinusoidal positions, encoder-decoder Transformer, a
+                     decoder-only language model, label smoothing, warm-up
+                     schedule, greedy decoding (13, 22, 27, 30)
 ``data``             committed text and images (``data.text``, ``data.images``),
                      geometry (``data.geometry``), molecules (``data.graphs``),
                      Sort-of-CLEVR (``data.sort_of_clevr``), Markov-chain
@@ -50,7 +53,8 @@ module               what it holds (chapters)
 ``agents``           tabular environments with a computed complexity, random,
                      greedy, Q-learning and Bayes-mixture agents, 2^-K
                      weighted universal intelligence (24)
-``metrics``          BLEU and exact match (13, 14)
+``metrics``          BLEU, exact match, alignment accuracy, critical path (13,
+                     14)
 ``training``         a small, explicit training loop
 ``plotting``         the book's figure style and plot helpers
 ===================  ==========================================================

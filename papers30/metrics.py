@@ -1,10 +1,14 @@
-"""Metrics: corpus BLEU and exact match (chapters 13 and 14), mean IoU for dense labelling (chapter 11).
+"""Metrics: corpus BLEU, exact match, alignment and sequential depth (chapters 13 and 14), mean IoU (chapter 11).
 
 :func:`corpus_bleu` follows Papineni et al. (2002): clipped n-gram precisions
 for n = 1..4 pooled over the corpus, their geometric mean, and a brevity
 penalty ``exp(1 - r / c)`` when the candidate corpus length ``c`` is shorter
 than the reference length ``r``. Tokens are any hashable items (ids or words);
 one reference per candidate. Returned on the 0-100 scale papers report.
+
+:func:`critical_path` measures what the Transformer paper's Table 1 calls the
+minimum number of sequential operations: the longest chain of dependent
+operations in the autograd graph of a result.
 
 :func:`mean_iou` is the Pascal VOC segmentation score: per class, the
 intersection over union of predicted and true pixels pooled over the whole
@@ -14,6 +18,7 @@ test set, averaged over the classes.
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Hashable, Sequence
 
@@ -96,6 +101,46 @@ def alignment_accuracy(weights: torch.Tensor, alignments: Sequence[Sequence[int]
     if total == 0:
         raise ValueError("alignments must contain at least one aligned position")
     return hits / total
+
+
+# Autograd nodes that only re-index or re-view memory (no arithmetic, no copy),
+# and the leaves that accumulate gradients: they do not lengthen a chain of work.
+VIEW_NODES = frozenset({
+    "View", "UnsafeView", "Reshape", "ReshapeAlias", "Alias", "AsStrided", "T", "Transpose", "Permute",
+    "Expand", "Squeeze", "Unsqueeze", "Select", "Slice", "Split", "SplitWithSizes", "Unbind", "AccumulateGrad",
+})
+
+
+def _node_kind(fn: object) -> str:
+    return re.sub(r"Backward\d*$", "", type(fn).__name__)
+
+
+def critical_path(output: torch.Tensor) -> int:
+    """The longest chain of dependent operations that produced ``output``.
+
+    Walks the autograd graph behind ``output`` (which must require grad) and
+    counts, along its longest path, every node that computes something:
+    view-like nodes and leaves (:data:`VIEW_NODES`) count zero. This is the
+    minimum number of sequential operations of the forward pass on a machine
+    with unlimited parallelism; the backward pass retraces the same chain.
+    """
+    _checks.tensor("output", output)
+    if output.grad_fn is None:
+        raise ValueError("output must come from operations on tensors that require grad (it has no grad_fn)")
+    depth: dict[object, int] = {}
+    stack: list[tuple[object, bool]] = [(output.grad_fn, False)]
+    while stack:  # iterative post-order walk: graphs of long recurrences are deep
+        fn, expanded = stack.pop()
+        if fn in depth:
+            continue
+        children = [nxt for nxt, _ in fn.next_functions if nxt is not None]
+        if not expanded:
+            stack.append((fn, True))
+            stack.extend((c, False) for c in children if c not in depth)
+            continue
+        own = 0 if _node_kind(fn) in VIEW_NODES else 1
+        depth[fn] = own + max((depth[c] for c in children), default=0)
+    return depth[output.grad_fn]
 
 
 def mean_iou(pred: torch.Tensor, target: torch.Tensor, num_classes: int) -> float:

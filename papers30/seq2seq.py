@@ -12,18 +12,21 @@
   average, eqs. (nmt-score)-(nmt-context).
 
 Both models share the encoder, the GRU decoder and the output layer; they
-differ only in :meth:`~_EncoderDecoder.context`. ``forward`` is the
-teacher-forced pass (logits and attention weights), :meth:`greedy` the
-greedy translation. :func:`scores_by_length` scores translations per
+differ only in what :meth:`~_EncoderDecoder.encode` hands the decoder (a
+:class:`Memory`) and in :meth:`~_EncoderDecoder.context`. ``forward`` is the
+teacher-forced pass (logits and attention weights), :meth:`~_EncoderDecoder.greedy`
+the greedy translation. :func:`scores_by_length` scores translations per
 source-length bucket, the measurement of the paper's Figure 2.
 
 Shapes: ``B`` batch, ``S`` source length, ``T`` target length, ``D`` input
-width, ``E`` embedding width, ``H`` hidden width, ``V`` vocabulary size.
+width, ``E`` embedding width, ``H`` hidden width, ``A`` attention width,
+``M`` memory slots, ``V`` vocabulary size.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -94,13 +97,28 @@ class BidirectionalGRU(nn.Module):
         return output, torch.stack([last, bwd[:, 0]])
 
 
+class Memory(NamedTuple):
+    """What the encoder hands the decoder.
+
+    ``values (B, M, 2H)``: the vectors the context is made of (all ``S``
+    annotations for :class:`RNNSearch`, the one summary for
+    :class:`RNNEncDec`); ``keys (B, M, A)``: their projections ``U_a h_j``
+    for the attention scores, computed once per sentence (None without
+    attention); ``mask (B, M)``: True at real entries.
+    """
+
+    values: torch.Tensor
+    keys: torch.Tensor | None
+    mask: torch.Tensor
+
+
 class _EncoderDecoder(nn.Module):
     """Shared parts of :class:`RNNEncDec` and :class:`RNNSearch`.
 
     Embeddings of width ``E`` for both vocabularies, a :class:`BidirectionalGRU`
     encoder of width ``H`` a direction, a GRU decoder of width ``H`` whose
     input is ``[embedding of y_{i-1}; context c_i]``, and a deep output layer
-    ``p(y_i) = softmax(W_o tanh(W [s_i; c_i; embedding of y_{i-1}]))``.
+    ``p(y_i) = softmax(W_o tanh(W_h [s_i; c_i; embedding of y_{i-1}]))``.
     """
 
     summary_dirs = 2  # s_0 is computed from this many encoder states of width H
@@ -124,13 +142,11 @@ class _EncoderDecoder(nn.Module):
         self.hidden = nn.Linear(H + 2 * H + E, H)
         self.output = nn.Linear(H, tgt_vocab)
 
-    def encode(self, src: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def encode(self, src: torch.Tensor) -> tuple[Memory, torch.Tensor]:
         """Read ``src (B, S)`` (right-padded with ``pad_idx``).
 
-        Returns what the decoder may look at, ``memory (B, M, 2H)``, its mask
-        ``(B, M)`` (True at real entries) and the first decoder state
-        ``s_0 (B, H)``. For :class:`RNNSearch` the memory is the ``S``
-        annotations; for :class:`RNNEncDec` it is the one summary vector.
+        Returns the :class:`Memory` the decoder may look at and its first
+        state ``s_0 (B, H)``.
         """
         _checks.tensor("src", src, ndim=2, kind="int")
         if 0 in src.shape:
@@ -146,46 +162,52 @@ class _EncoderDecoder(nn.Module):
 
     def _memory(
         self, annotations: torch.Tensor, mask: torch.Tensor, h_n: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[Memory, torch.Tensor]:
         raise NotImplementedError
 
-    def context(
-        self, state: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """The context ``c_i (B, 2H)`` for decoder state ``s_{i-1} (B, H)``, and the weights ``(B, S)`` or None."""
+    def context(self, state: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The context ``c_i (B, 2H)`` for decoder state ``s_{i-1} (B, H)``, and the weights ``(B, M)`` or None."""
         raise NotImplementedError
+
+    def readout(self, state: torch.Tensor, c: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Next-word logits ``(..., V)`` from ``s_i``, ``c_i`` and the embedded ``y_{i-1}``: the deep output of eq. (nmt-dec)."""
+        return self.output(torch.tanh(self.hidden(torch.cat([state, c, y], dim=-1))))
 
     def step(
-        self, prev: torch.Tensor, state: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
+        self, prev: torch.Tensor, state: torch.Tensor, memory: Memory
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """One decoder step, eq. (nmt-dec): previous word ``prev (B,)`` and ``s_{i-1} (B, H)``.
 
         Returns logits ``(B, V)``, ``s_i (B, H)`` and the attention weights ``(B, S)`` (or None).
         """
-        c, weights = self.context(state, memory, mask)
+        c, weights = self.context(state, memory)
         y = self.tgt_embed(prev)
         state = self.decoder(torch.cat([y, c], dim=-1), state)
-        logits = self.output(torch.tanh(self.hidden(torch.cat([state, c, y], dim=-1))))
-        return logits, state, weights
+        return self.readout(state, c, y), state, weights
 
     def forward(self, src: torch.Tensor, tgt_in: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Teacher-forced pass: ``src (B, S)``, ``tgt_in (B, T)`` (BOS then the target).
 
         Returns logits ``(B, T, V)`` for the next words and the attention
-        weights ``(B, T, S)`` (None for :class:`RNNEncDec`).
+        weights ``(B, T, S)`` (None for :class:`RNNEncDec`). The recurrence
+        runs step by step, as in :meth:`step`; the output layer, which feeds
+        nothing back, then runs on all steps at once.
         """
-        memory, mask, state = self.encode(src)
+        memory, state = self.encode(src)
         _checks.tensor("tgt_in", tgt_in, ndim=2, kind="int")
         _checks.size_matches("tgt_in", tgt_in.shape[0], src.shape[0], "batch size")
         if tgt_in.shape[1] == 0:
             raise ValueError("tgt_in must hold at least one token (BOS)")
-        logits, weights = [], []
-        for i in range(tgt_in.shape[1]):  # teacher forcing: feed the true previous word
-            out, state, w = self.step(tgt_in[:, i], state, memory, mask)
-            logits.append(out)
+        y = self.tgt_embed(tgt_in)  # teacher forcing: the true previous words, (B, T, E)
+        states, contexts, weights = [], [], []
+        for i in range(tgt_in.shape[1]):
+            c, w = self.context(state, memory)
+            state = self.decoder(torch.cat([y[:, i], c], dim=-1), state)
+            states.append(state)
+            contexts.append(c)
             weights.append(w)
-        stacked = None if weights[0] is None else torch.stack(weights, dim=1)
-        return torch.stack(logits, dim=1), stacked
+        logits = self.readout(torch.stack(states, dim=1), torch.stack(contexts, dim=1), y)
+        return logits, None if weights[0] is None else torch.stack(weights, dim=1)
 
     def loss(self, src: torch.Tensor, tgt_in: torch.Tensor, tgt_out: torch.Tensor) -> torch.Tensor:
         """Mean cross-entropy (nats per target token) of ``tgt_out (B, T)``, padding ignored."""
@@ -206,12 +228,12 @@ class _EncoderDecoder(nn.Module):
         and the attention weights ``(B, L, S)`` (None for :class:`RNNEncDec`).
         """
         _checks.positive_int("max_len", max_len)
-        memory, mask, state = self.encode(src)
+        memory, state = self.encode(src)
         prev = torch.full((src.shape[0],), bos, dtype=torch.long, device=src.device)
         done = torch.zeros_like(prev, dtype=torch.bool)
         tokens, weights = [], []
         for _ in range(max_len):
-            logits, state, w = self.step(prev, state, memory, mask)
+            logits, state, w = self.step(prev, state, memory)
             prev = logits.argmax(-1).masked_fill(done, eos)
             tokens.append(prev)
             weights.append(w)
@@ -232,22 +254,24 @@ class RNNEncDec(_EncoderDecoder):
 
     def _memory(
         self, annotations: torch.Tensor, mask: torch.Tensor, h_n: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    ) -> tuple[Memory, torch.Tensor]:
         summary = torch.cat([h_n[0], h_n[1]], dim=-1)  # eq. (nmt-fixed), (B, 2H)
-        return summary.unsqueeze(1), mask[:, :1], torch.tanh(self.init_state(summary))
+        memory = Memory(summary.unsqueeze(1), None, mask[:, :1])
+        return memory, torch.tanh(self.init_state(summary))
 
-    def context(
-        self, state: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, None]:
-        return memory[:, 0], None  # the same summary at every step
+    def context(self, state: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, None]:
+        return memory.values[:, 0], None  # the same summary at every step
 
 
 class RNNSearch(_EncoderDecoder):
     """RNNsearch: additive attention over all annotations at every step, eqs. (nmt-score)-(nmt-context).
 
     ``s_0 = tanh(W_s h_bwd_1)`` as in the paper; ``attention_size`` (default
-    ``hidden_size``) is the width of the scoring layer. The weights of the
-    last :meth:`forward` or :meth:`greedy` are returned, never stored.
+    ``hidden_size``) is the width ``A`` of the scoring layer. The projections
+    ``U_a h_j`` do not depend on the decoder step, so :meth:`encode` computes
+    them once per sentence (the paper's Appendix A.1.2 does the same). The
+    weights of the last :meth:`forward` or :meth:`greedy` are returned, never
+    stored.
     """
 
     summary_dirs = 1
@@ -263,18 +287,21 @@ class RNNSearch(_EncoderDecoder):
     ) -> None:
         super().__init__(src_vocab, tgt_vocab, embed_size, hidden_size, pad_idx)
         A = hidden_size if attention_size is None else attention_size
+        _checks.positive_int("attention_size", A)
         self.attention = AdditiveAttention(hidden_size, 2 * hidden_size, A)
 
     def _memory(
         self, annotations: torch.Tensor, mask: torch.Tensor, h_n: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        return annotations, mask, torch.tanh(self.init_state(h_n[1]))  # s_0 from h_bwd at word 1
+    ) -> tuple[Memory, torch.Tensor]:
+        keys = self.attention.key_proj(annotations)  # U_a h_j, (B, S, A): once per sentence
+        return Memory(annotations, keys, mask), torch.tanh(self.init_state(h_n[1]))  # s_0 from h_bwd_1
 
-    def context(
-        self, state: torch.Tensor, memory: torch.Tensor, mask: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        # e_ij = v^T tanh(W s_{i-1} + U h_j); alpha = softmax_j; c_i = sum_j alpha_ij h_j
-        return self.attention.attend(state, memory, mask)  # eqs. (nmt-score)-(nmt-context)
+    def context(self, state: torch.Tensor, memory: Memory) -> tuple[torch.Tensor, torch.Tensor]:
+        query = self.attention.query_proj(state).unsqueeze(1)  # W_a s_{i-1}, (B, 1, A)
+        scores = torch.tanh(memory.keys + query) @ self.attention.v  # eq. (nmt-score), (B, S)
+        weights = scores.masked_fill(~memory.mask, float("-inf")).softmax(dim=-1)  # eq. (nmt-weights)
+        c = (weights.unsqueeze(1) @ memory.values).squeeze(1)  # eq. (nmt-context), (B, 2H)
+        return c, weights
 
 
 def scores_by_length(

@@ -1,9 +1,12 @@
 """The Transformer of Vaswani et al. (2017): positions, layers, model, training pieces.
 
-Used by chapter 13; the layers and positions serve chapters 22 and 27.
+Used by chapter 13; the layers, positions and the decoder-only
+:class:`TransformerLM` serve chapters 22, 27 and 30.
 
 The layers follow the paper's *post-norm* arrangement,
-``x = LayerNorm(x + Sublayer(x))``, and name their parts like
+``x = LayerNorm(x + Sublayer(x))``; :class:`EncoderLayer` also offers the
+*pre-norm* one, ``x = x + Sublayer(LayerNorm(x))``, of later language models
+(``norm_first=True``, as in torch). They name their parts like
 ``torch.nn.TransformerEncoderLayer``/``TransformerDecoderLayer`` (``self_attn``,
 ``linear1``, ``linear2``, ``norm1`` ...) so the tests can copy weights between
 the two and compare outputs.
@@ -43,9 +46,20 @@ def sinusoidal_positions(length: int, d_model: int) -> torch.Tensor:
 
 class EncoderLayer(nn.Module):
     """Self-attention then a position-wise feed-forward net, each wrapped as
-    ``LayerNorm(x + Dropout(sublayer(x)))``. Maps ``(B, S, D)`` to ``(B, S, D)``."""
+    ``LayerNorm(x + Dropout(sublayer(x)))`` (or, with ``norm_first``,
+    ``x + Dropout(sublayer(LayerNorm(x)))``). Maps ``(B, S, D)`` to ``(B, S, D)``.
 
-    def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
+    ``forward(src, src_mask, src_key_padding_mask, is_causal)`` mirrors
+    ``torch.nn.TransformerEncoderLayer``: ``src_mask`` is a bool ``(S, S)``
+    mask, True where attention is forbidden, or a float one (added);
+    ``is_causal`` lets position ``s`` see positions ``<= s`` only (a
+    decoder-only language model's layer); given together with ``src_mask``
+    it is only a hint, as in torch, and the mask is used.
+    """
+
+    def __init__(
+        self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1, norm_first: bool = False
+    ) -> None:
         super().__init__()
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
@@ -53,14 +67,28 @@ class EncoderLayer(nn.Module):
         self.norm1 = nn.LayerNorm(d_model)
         self.norm2 = nn.LayerNorm(d_model)
         self.dropout = nn.Dropout(dropout)
+        self.norm_first = bool(norm_first)
 
     def feed_forward(self, x: torch.Tensor) -> torch.Tensor:
         """``FFN(x) = max(0, x W1 + b1) W2 + b2``, applied at every position."""
         return self.linear2(self.dropout(F.relu(self.linear1(x))))
 
-    def forward(self, src: torch.Tensor, src_key_padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        attended, _ = self.self_attn(src, src, src, key_padding_mask=src_key_padding_mask, need_weights=False)
-        x = self.norm1(src + self.dropout(attended))
+    def _attend(self, x: torch.Tensor, mask, pad, is_causal: bool) -> torch.Tensor:
+        attended, _ = self.self_attn(x, x, x, key_padding_mask=pad, need_weights=False, attn_mask=mask,
+                                     is_causal=is_causal and mask is None)
+        return self.dropout(attended)
+
+    def forward(
+        self,
+        src: torch.Tensor,
+        src_mask: torch.Tensor | None = None,
+        src_key_padding_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
+        if self.norm_first:
+            x = src + self._attend(self.norm1(src), src_mask, src_key_padding_mask, is_causal)
+            return x + self.dropout(self.feed_forward(self.norm2(x)))
+        x = self.norm1(src + self._attend(src, src_mask, src_key_padding_mask, is_causal))  # eq. (postnorm)
         return self.norm2(x + self.dropout(self.feed_forward(x)))
 
 
@@ -170,6 +198,58 @@ class Transformer(nn.Module):
     def cross_attention(self) -> list[torch.Tensor]:
         """Per decoder layer, the encoder-decoder attention ``(B, H, T, S)`` of the last forward pass."""
         return [layer.multihead_attn.last_weights for layer in self.decoder]
+
+
+class TransformerLM(nn.Module):
+    """A decoder-only causal language model built from :class:`EncoderLayer` with ``is_causal``.
+
+    Tokens ``(B, T)`` are embedded, scaled by ``sqrt(D)``, added to
+    :func:`sinusoidal_positions`, and passed through ``num_layers`` causal
+    self-attention layers; position ``t`` sees tokens ``<= t`` only. With
+    ``norm_first`` (pre-norm, as in GPT-2) a final ``LayerNorm`` follows the
+    last layer. The output projection shares its weight with the embedding.
+    :meth:`hidden` returns the last layer's states ``(B, T, D)`` (for extra
+    output heads), ``forward`` the next-token logits ``(B, T, V)``.
+    """
+
+    def __init__(
+        self,
+        vocab_size: int,
+        d_model: int = 64,
+        nhead: int = 4,
+        num_layers: int = 2,
+        dim_feedforward: int = 256,
+        dropout: float = 0.1,
+        norm_first: bool = False,
+        max_len: int = 256,
+    ) -> None:
+        super().__init__()
+        for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("num_layers", num_layers),
+                            ("max_len", max_len)):
+            _checks.positive_int(name, value)
+        self.d_model = d_model
+        self.embed = nn.Embedding(vocab_size, d_model)
+        nn.init.normal_(self.embed.weight, std=d_model**-0.5)
+        self.register_buffer("positions", sinusoidal_positions(max_len, d_model), persistent=False)
+        self.layers = nn.ModuleList(
+            EncoderLayer(d_model, nhead, dim_feedforward, dropout, norm_first) for _ in range(num_layers)
+        )
+        self.norm = nn.LayerNorm(d_model) if norm_first else None
+        self.dropout = nn.Dropout(dropout)
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """The last layer's states ``(B, T, D)`` for ``tokens (B, T)``."""
+        _checks.tensor("tokens", tokens, ndim=2, kind="int")
+        if tokens.shape[1] > self.positions.shape[0]:
+            raise ValueError(f"tokens has length {tokens.shape[1]}, more than max_len {self.positions.shape[0]}")
+        x = self.dropout(self.embed(tokens) * math.sqrt(self.d_model) + self.positions[: tokens.shape[1]])
+        for layer in self.layers:
+            x = layer(x, is_causal=True)
+        return x if self.norm is None else self.norm(x)
+
+    def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Next-token logits ``(B, T, V)``: the states times the (tied) embedding."""
+        return self.hidden(tokens) @ self.embed.weight.T
 
 
 @torch.no_grad()

@@ -11,7 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from sacrebleu.metrics import BLEU
 
-from papers30.metrics import corpus_bleu, exact_match, mean_iou, strip_after
+from papers30.metrics import corpus_bleu, critical_path, exact_match, mean_iou, strip_after
 
 
 def sacre(candidates, references, max_n=4):
@@ -175,6 +175,67 @@ def test_strip_after_single_element_edge():
 def test_strip_after_rejects_bad_tokens(bad, exc):
     with pytest.raises(exc, match="tokens"):
         strip_after(bad, eos=2)
+
+
+# ---------------------------------------------------------------- critical path
+
+
+def _all_path_costs(fn) -> list[int]:
+    """Brute force: the cost of every path from ``fn`` down to a leaf, enumerated one by one."""
+    from papers30.metrics import VIEW_NODES, _node_kind
+
+    own = 0 if _node_kind(fn) in VIEW_NODES else 1
+    children = [c for c, _ in fn.next_functions if c is not None]
+    if not children:
+        return [own]
+    return [own + rest for c in children for rest in _all_path_costs(c)]
+
+
+@pytest.mark.parametrize("n", [1, 2, 7])
+def test_critical_path_of_a_chain_closed_form(n):
+    x = torch.randn(3, requires_grad=True)
+    y = x
+    for _ in range(n):
+        y = y.tanh()
+    assert critical_path(y) == n
+
+
+def test_critical_path_views_are_free_and_branches_take_the_longer_by_hand():
+    x = torch.randn(3, requires_grad=True)
+    y = (x * 2).view(3, 1).t().squeeze(0).sin()  # mul, sin: two operations; view, t, squeeze: free
+    assert critical_path(y) == 2
+    assert critical_path(y + x.exp()) == 3  # add on top of the longer branch (mul, sin), not of exp
+
+
+@pytest.mark.parametrize("T", [1, 2, 3])
+def test_critical_path_matches_brute_force_path_enumeration(T, gen):
+    from papers30.recurrent import GRU
+
+    rnn = GRU(2, 3, batch_first=True)
+    out, _ = rnn(torch.randn(2, T, 2, generator=gen))
+    loss = out.square().mean()
+    assert critical_path(loss) == max(_all_path_costs(loss.grad_fn))
+
+
+def test_critical_path_grows_linearly_in_recurrent_steps_and_not_in_attention_length(gen):
+    """A recurrence adds the same chain per step; self-attention over more positions adds none."""
+    from papers30.attention import MultiheadAttention
+    from papers30.recurrent import GRU
+
+    rnn = GRU(2, 3, batch_first=True)
+    rnn_depth = [critical_path(rnn(torch.randn(1, T, 2, generator=gen))[0].sum()) for T in (2, 3, 4, 5)]
+    steps = [b - a for a, b in zip(rnn_depth, rnn_depth[1:])]
+    assert len(set(steps)) == 1 and steps[0] > 0
+    mha = MultiheadAttention(4, 2)
+    att_depth = [critical_path(mha(x, x, x)[0].sum()) for x in (torch.randn(1, L, 4, generator=gen) for L in (2, 9))]
+    assert att_depth[0] == att_depth[1]
+
+
+def test_critical_path_rejects_bad_output():
+    with pytest.raises(TypeError, match="output"):
+        critical_path([1.0])
+    with pytest.raises(ValueError, match="output"):
+        critical_path(torch.ones(2))
 
 
 # ---------------------------------------------------------------- mean IoU (chapter 11)

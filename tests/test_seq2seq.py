@@ -125,10 +125,10 @@ def test_greedy_matches_step_by_step_loop(cls, gen):
     src, _ = sources(gen)
     tokens, weights = model.greedy(src, bos=1, eos=2, max_len=7)
     for b in range(src.shape[0]):  # reference: one sentence, one explicit step at a time
-        memory, mask, state = model.encode(src[b : b + 1])
+        memory, state = model.encode(src[b : b + 1])
         prev, want = torch.tensor([1]), []
         for _ in range(tokens.shape[1]):
-            logits, state, _ = model.step(prev, state, memory, mask)
+            logits, state, _ = model.step(prev, state, memory)
             prev = logits.argmax(-1) if not want or want[-1] != 2 else torch.tensor([2])
             want.append(int(prev))
         assert tokens[b].tolist() == want
@@ -169,13 +169,26 @@ def test_memory_is_annotations_or_summary_from_torch_gru(gen):
         packed = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
         out, h_n = torch_bigru(model.encoder)(packed)
         annotations, _ = pad_packed_sequence(out, batch_first=True, total_length=5)
-        memory, mask, _ = model.encode(src)
+        memory, _ = model.encode(src)
         if cls is RNNSearch:
-            torch.testing.assert_close(memory, annotations, **TOL)
-            assert mask.tolist() == (src != 0).tolist()
+            torch.testing.assert_close(memory.values, annotations, **TOL)
+            torch.testing.assert_close(memory.keys, annotations @ model.attention.key_proj.weight.T, **TOL)
+            assert memory.mask.tolist() == (src != 0).tolist()
         else:
-            torch.testing.assert_close(memory[:, 0], torch.cat([h_n[0], h_n[1]], -1), **TOL)
-            assert memory.shape == (2, 1, 12) and mask.all()
+            torch.testing.assert_close(memory.values[:, 0], torch.cat([h_n[0], h_n[1]], -1), **TOL)
+            assert memory.values.shape == (2, 1, 12) and memory.mask.all() and memory.keys is None
+
+
+def test_search_context_matches_additive_attention_module(gen):
+    """The context with keys projected once per sentence equals AdditiveAttention.attend (eqs. nmt-score..context)."""
+    model = make(RNNSearch, gen)
+    src, _ = sources(gen)
+    memory, state = model.encode(src)
+    state = state + torch.randn(state.shape, dtype=DT, generator=gen)  # a state other than s_0
+    got, weights = model.context(state, memory)
+    want, want_weights = model.attention.attend(state, memory.values, memory.mask)
+    torch.testing.assert_close(got, want, **TOL)
+    torch.testing.assert_close(weights, want_weights, **TOL)
 
 
 @pytest.mark.parametrize(

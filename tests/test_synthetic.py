@@ -421,3 +421,58 @@ def test_nearest_seed_is_seeded():
 def test_nearest_seed_bad_inputs(kwargs, exc, name):
     with pytest.raises(exc, match=name):
         nearest_seed_segmentation(**kwargs)
+
+
+# ---------------------------------------------------------------- toy_translation_data
+
+
+def test_sentences_by_hand():
+    task = ToyTranslation(n_words=3, two_word_fraction=0.0)
+    assert task.batch([[3], [4, 5, 3]]).sentences() == [(3,), (4, 5, 3)]
+
+
+def test_translation_data_is_one_draw_per_seed():
+    """Two calls with one seed agree in everything (the batches two models see); another seed differs."""
+    from papers30.data import toy_translation_data
+
+    a, b, c = toy_translation_data(7, 5), toy_translation_data(7, 5), toy_translation_data(8, 5)
+    assert a.task.dictionary == b.task.dictionary != c.task.dictionary
+    for x, y in [(a.test, b.test), (a.valid, b.valid)] + list(zip(a.batches, b.batches)):
+        assert torch.equal(x.src, y.src) and torch.equal(x.tgt_out, y.tgt_out) and x.align == y.align
+    assert not torch.equal(a.test.src, c.test.src)
+
+
+def test_translation_data_first_batches_do_not_depend_on_steps():
+    from papers30.data import toy_translation_data
+
+    short, long = toy_translation_data(3, 4), toy_translation_data(3, 9)
+    assert len(short.batches) == 4 and len(long.batches) == 9
+    for x, y in zip(short.batches, long.batches):
+        assert torch.equal(x.src, y.src) and torch.equal(x.tgt_in, y.tgt_in)
+
+
+def test_translation_data_keeps_held_out_sentences_out_brute_force():
+    """Every training sentence checked against every held-out one; the two held-out sets are disjoint."""
+    from papers30.data import toy_translation_data
+
+    data = toy_translation_data(0, 50, batch_size=16, valid_size=60, test_size=80, n_words=3, min_len=1, max_len=4)
+    test, valid = data.test.sentences(), data.valid.sentences()
+    assert len(test) == 80 and len(valid) == 60
+    assert not set(test) & set(valid)
+    held = set(test) | set(valid)
+    trained = [s for b in data.batches for s in b.sentences()]
+    assert len(trained) == 50 * 16 and not [s for s in trained if s in held]
+    assert all(1 <= len(s) <= 4 for s in trained + test + valid)
+
+
+@pytest.mark.parametrize(
+    "kw,exc,name",
+    [({"seed": 1.0}, TypeError, "seed"), ({"steps": 0}, ValueError, "steps"), ({"valid_size": 0}, ValueError, "valid_size"),
+     ({"test_size": -1}, ValueError, "test_size"), ({"batch_size": 0}, ValueError, "batch_size")],
+)
+def test_translation_data_rejects_bad_arguments(kw, exc, name):
+    from papers30.data import toy_translation_data
+
+    args = {"seed": 0, "steps": 1, **kw}
+    with pytest.raises(exc, match=name):
+        toy_translation_data(**args)

@@ -498,3 +498,78 @@ def test_greedy_decode_rejects_bad_inputs(model):
         greedy_decode(model, torch.ones(1, 3), bos=1, eos=2, max_len=4)
     with pytest.raises(ValueError, match="max_len"):
         greedy_decode(model, torch.ones(1, 3, dtype=torch.long), bos=1, eos=2, max_len=0)
+
+
+# ---------------------------------------------------------------- pre-norm layers and the decoder-only LM
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize("B,S,D,H,Fd", [(1, 1, 4, 1, 8), (2, 6, 8, 2, 16)])
+def test_causal_encoder_layer_matches_torch_with_square_subsequent_mask(norm_first, B, S, D, H, Fd, gen,
+                                                                        copy_to_torch):
+    ours = EncoderLayer(D, H, Fd, dropout=0.0, norm_first=norm_first).to(DT).eval()
+    randomise_norms(ours, gen)
+    theirs = nn.TransformerEncoderLayer(D, H, Fd, dropout=0.0, batch_first=True, norm_first=norm_first)
+    copy_to_torch(ours, theirs.to(DT).train())
+    x = randn(B, S, D, g=gen)
+    causal = nn.Transformer.generate_square_subsequent_mask(S, dtype=DT)
+    want = theirs(x, src_mask=causal, is_causal=True)
+    torch.testing.assert_close(ours(x, is_causal=True), want, **TOL)
+    torch.testing.assert_close(ours(x, src_mask=causal), want, **TOL)  # the same mask given explicitly
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_pre_norm_encoder_layer_matches_torch_with_padding(norm_first, gen, copy_to_torch):
+    ours = EncoderLayer(8, 2, 16, dropout=0.0, norm_first=norm_first).to(DT).eval()
+    randomise_norms(ours, gen)
+    theirs = copy_to_torch(ours, nn.TransformerEncoderLayer(8, 2, 16, dropout=0.0, batch_first=True,
+                                                            norm_first=norm_first).to(DT).train())
+    x, pad = randn(3, 5, 8, g=gen), right_padding(3, 5, gen)
+    torch.testing.assert_close(ours(x, src_key_padding_mask=pad), theirs(x, src_key_padding_mask=pad), **TOL)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+def test_transformer_lm_matches_torch_encoder_stack_with_causal_mask(norm_first, gen, copy_to_torch):
+    """Reference: torch's TransformerEncoder (final norm when pre-norm) on our embeddings, times the tied weight."""
+    from papers30.transformer import TransformerLM
+
+    V, D, H, Fd, L, T = 11, 8, 2, 16, 3, 7
+    ours = TransformerLM(V, D, H, L, Fd, dropout=0.0, norm_first=norm_first).to(DT).eval()
+    randomise_norms(ours, gen)
+    layer = nn.TransformerEncoderLayer(D, H, Fd, dropout=0.0, batch_first=True, norm_first=norm_first)
+    theirs = nn.TransformerEncoder(layer, L, norm=nn.LayerNorm(D) if norm_first else None,
+                                   enable_nested_tensor=False).to(DT).train()
+    holder = nn.Module()  # the stack alone, named like torch's: layers.k.*, and norm.* when pre-norm
+    holder.layers, holder.norm = ours.layers, ours.norm
+    copy_to_torch(holder, theirs)
+    tokens = torch.randint(0, V, (2, T), generator=gen)
+    x = ours.embed(tokens) * math.sqrt(D) + sinusoidal_positions(T, D).to(DT)
+    h = theirs(x, mask=nn.Transformer.generate_square_subsequent_mask(T, dtype=DT), is_causal=True)
+    torch.testing.assert_close(ours.hidden(tokens), h, **TOL)
+    torch.testing.assert_close(ours(tokens), h @ ours.embed.weight.T, **TOL)
+
+
+@pytest.mark.parametrize("cut", [0, 2, 5])
+def test_transformer_lm_is_causal_brute_force_token_change(cut, gen):
+    from papers30.transformer import TransformerLM
+
+    lm = TransformerLM(9, 8, 2, 2, 16, dropout=0.0).to(DT).eval()
+    tokens = torch.randint(0, 9, (2, 7), generator=gen)
+    changed = tokens.clone()
+    changed[:, cut + 1 :] = (changed[:, cut + 1 :] + 1) % 9  # change every token after position cut
+    torch.testing.assert_close(lm(changed)[:, : cut + 1], lm(tokens)[:, : cut + 1], **TOL)
+    assert not torch.allclose(lm(changed)[:, cut + 1 :], lm(tokens)[:, cut + 1 :])
+
+
+def test_transformer_lm_rejects_bad_inputs():
+    from papers30.transformer import TransformerLM
+
+    lm = TransformerLM(5, 8, 2, 1, 8, max_len=4)
+    with pytest.raises(TypeError, match="tokens"):
+        lm(torch.zeros(1, 3))
+    with pytest.raises(ValueError, match="tokens"):
+        lm(torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_len"):
+        lm(torch.zeros(1, 5, dtype=torch.long))
+    with pytest.raises(ValueError, match="vocab_size"):
+        TransformerLM(0)

@@ -1,8 +1,8 @@
 """Seeded synthetic sequence tasks.
 
-:class:`ToyTranslation` (chapter 13, and chapter 14 for the comparison with
-recurrent attention) is a translation-like task with a known alignment: a
-"source sentence" of random words is translated word by word through a fixed
+:class:`ToyTranslation` (chapters 13 and 14, which train their models on the
+same draws of it, :func:`toy_translation_data`) is a translation-like task
+with a known alignment: a "source sentence" of random words is translated word by word through a fixed
 random dictionary, in which some words become two target words (so lengths
 differ, as between real languages), and the word order is reversed (so the
 first target word depends on the last source word, the hardest case for a
@@ -29,10 +29,7 @@ def pad_batch(seqs: list[list[int]], pad: int = PAD) -> torch.Tensor:
     if not seqs:
         raise ValueError("seqs must hold at least one sequence")
     width = max(len(s) for s in seqs)
-    out = torch.full((len(seqs), width), pad, dtype=torch.long)
-    for i, s in enumerate(seqs):
-        out[i, : len(s)] = torch.tensor(s, dtype=torch.long)
-    return out
+    return torch.tensor([list(s) + [pad] * (width - len(s)) for s in seqs], dtype=torch.long).view(len(seqs), width)
 
 
 @dataclass
@@ -56,6 +53,10 @@ class Batch:
 
     def to(self, device: torch.device) -> "Batch":
         return Batch(self.src.to(device), self.tgt_in.to(device), self.tgt_out.to(device), self.align)
+
+    def sentences(self) -> list[tuple[int, ...]]:
+        """The source sentences as tuples of word ids (no ``EOS``, no padding)."""
+        return [tuple(row[: row.index(EOS)]) for row in self.src.tolist()]
 
 
 class ToyTranslation:
@@ -116,17 +117,19 @@ class ToyTranslation:
     ) -> Batch:
         """Draw ``batch_size`` random sentences with lengths in ``lengths`` (default ``min_len..max_len``).
 
-        Sentences in ``exclude`` (tuples of word ids) are redrawn, which keeps a
-        held-out set out of training.
+        Lengths and words are uniform. Sentences in ``exclude`` (tuples of
+        word ids) are redrawn, which keeps a held-out set out of training.
         """
         _checks.positive_int("batch_size", batch_size)
         lo, hi = lengths if lengths is not None else (self.min_len, self.max_len)
         sentences: list[list[int]] = []
         while len(sentences) < batch_size:
-            n = int(torch.randint(lo, hi + 1, (1,), generator=generator))
-            words = (torch.randint(0, self.n_words, (n,), generator=generator) + N_SPECIAL).tolist()
-            if exclude is None or tuple(words) not in exclude:
-                sentences.append(words)
+            need = batch_size - len(sentences)
+            n = torch.randint(lo, hi + 1, (need,), generator=generator).tolist()
+            words = (torch.randint(0, self.n_words, (need, hi), generator=generator) + N_SPECIAL).tolist()
+            for k, row in zip(n, words):
+                if exclude is None or tuple(row[:k]) not in exclude:
+                    sentences.append(row[:k])
         return self.batch(sentences)
 
     def batch(self, sentences: list[list[int]]) -> Batch:
@@ -138,6 +141,57 @@ class ToyTranslation:
             tgt_out=pad_batch([t + [EOS] for t, _ in pairs]),
             align=[a for _, a in pairs],
         )
+
+
+@dataclass
+class TranslationData:
+    """One draw of the toy translation task, shared by every model trained on it.
+
+    ``task`` holds the dictionary; ``valid`` and ``test`` are held-out
+    batches (``valid`` for decisions during training, such as when a model
+    first reaches a target, ``test`` for the reported scores); ``batches``
+    are the training batches in the order they are used. No held-out
+    sentence appears in a training batch, and ``valid`` and ``test`` share
+    no sentence.
+    """
+
+    task: ToyTranslation
+    valid: Batch
+    test: Batch
+    batches: list[Batch]
+
+
+def toy_translation_data(
+    seed: int,
+    steps: int,
+    batch_size: int = 32,
+    valid_size: int = 200,
+    test_size: int = 300,
+    n_words: int = 24,
+    min_len: int = 3,
+    max_len: int = 10,
+    two_word_fraction: float = 0.25,
+) -> TranslationData:
+    """Draw the dictionary, the held-out sets and ``steps`` training batches from ``seed``.
+
+    Everything comes from one generator seeded with ``seed``, in a fixed
+    order (dictionary, test, valid, batches), so two models trained on the
+    same seed see the same dictionary, held-out sentences and batches, and
+    the first ``k`` batches do not depend on ``steps``.
+    """
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    _checks.positive_int("steps", steps)
+    _checks.positive_int("valid_size", valid_size)
+    _checks.positive_int("test_size", test_size)
+    g = torch.Generator().manual_seed(seed)
+    task = ToyTranslation(n_words, min_len, max_len, two_word_fraction, generator=g)
+    test = task.sample(test_size, g)
+    held = set(test.sentences())
+    valid = task.sample(valid_size, g, exclude=held)
+    held |= set(valid.sentences())
+    batches = [task.sample(batch_size, g, exclude=held) for _ in range(steps)]
+    return TranslationData(task, valid, test, batches)
 
 
 def remember_symbol(
