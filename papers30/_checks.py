@@ -142,7 +142,10 @@ def typed(fn: F) -> F:
     def wrapper(*args, **kwargs):
         nonlocal hints
         if hints is None:
-            hints = typing.get_type_hints(fn)
+            try:
+                hints = typing.get_type_hints(fn)
+            except Exception:  # noqa: BLE001 - an annotation that cannot be resolved is not checked
+                hints = {}
         bound = signature.bind(*args, **kwargs)
         for name, value in bound.arguments.items():
             hint = hints.get(name)
@@ -173,6 +176,36 @@ def _matches_shallow(value: object, hint: object) -> bool:
     if origin is not None and not (isinstance(origin, type) and origin.__module__ == "collections.abc"):
         return True
     return _matches(value, hint if origin is None else origin)
+
+
+def record(base: type) -> type:
+    """Class decorator for a ``NamedTuple``: the returned subclass checks each field's top-level type
+    against its annotation when constructed, raising ``TypeError`` naming the field."""
+    import typing
+
+    fields = base._fields  # type: ignore[attr-defined]
+    cache: dict[str, object] = {}
+
+    class Checked(base):  # type: ignore[misc, valid-type]
+        __slots__ = ()
+
+        def __new__(cls, *args, **kwargs):
+            obj = super().__new__(cls, *args, **kwargs)
+            if "hints" not in cache:
+                try:
+                    cache["hints"] = typing.get_type_hints(base)
+                except Exception:  # noqa: BLE001 - unresolvable annotations are not checked
+                    cache["hints"] = {}
+            hints = cache["hints"]
+            for name in fields:
+                value, hint = getattr(obj, name), hints.get(name)
+                if hint is not None and not _matches_shallow(value, hint):
+                    raise TypeError(f"{name} must be {_hint_name(hint)}, got {type(value).__name__} {value!r:.60}")
+            return obj
+
+    for attr in ("__name__", "__qualname__", "__doc__", "__module__"):
+        setattr(Checked, attr, getattr(base, attr))
+    return Checked
 
 
 def same_kind(name: str, value: object, like: object) -> None:

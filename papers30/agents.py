@@ -229,6 +229,8 @@ class GreedyAgent:
         _checks.positive_int("states", states)
         self.actions = _checks.positive_int("actions", actions)
         self.epsilon = _checks.probability("epsilon", epsilon)
+        if isinstance(initial, bool) or not isinstance(initial, (int, float)):
+            raise TypeError(f"initial must be a float, got {type(initial).__name__}")
         self.mean = [[float(initial)] * actions for _ in range(states)]
         self.count = [[0] * actions for _ in range(states)]
 
@@ -254,6 +256,8 @@ class QLearningAgent:
         self.actions = _checks.positive_int("actions", actions)
         self.epsilon = _checks.probability("epsilon", epsilon)
         self.alpha = _checks.probability("alpha", alpha, inclusive_one=True)
+        if initial is not None and (isinstance(initial, bool) or not isinstance(initial, (int, float))):
+            raise TypeError(f"initial must be a float or None, got {type(initial).__name__}")
         self.gamma = _checks.probability("gamma", gamma)
         start = 1.0 / (1.0 - gamma) if initial is None else float(initial)
         self.q = [[start] * actions for _ in range(states)]

@@ -369,6 +369,10 @@ class Standardized(nn.Module):
 
     def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
         """Predictions ``(B,)`` in the target's units."""
+        for i, x in enumerate(inputs):
+            _checks.tensor(f"inputs[{i}]", x)
+        if inputs and (inputs[0].dim() == 0 or not inputs[0].is_floating_point()):
+            raise ValueError("inputs[0] must be a floating-point tensor with a batch dimension")
         return self.net(*inputs)[..., 0] * self.std + self.mean
 
 
@@ -376,6 +380,7 @@ def _rows(inputs: Graphs | torch.Tensor, index: torch.Tensor) -> tuple[torch.Ten
     return tuple(inputs.select(index)) if isinstance(inputs, Graphs) else (inputs[index],)
 
 
+@_checks.typed
 def fit_regression(
     model: Standardized,
     inputs: Graphs | torch.Tensor,

@@ -342,6 +342,7 @@ def train_language_model(
                model)
 
 
+@_checks.typed
 def cosine_schedule(optimizer: torch.optim.Optimizer, steps: int) -> torch.optim.lr_scheduler.LambdaLR:
     """Learning rate ``lr * (1 + cos(pi * s / steps)) / 2`` after step ``s``: from ``lr`` down to 0."""
     _checks.positive_int("steps", steps)

@@ -173,6 +173,7 @@ def write(memory: torch.Tensor, w: torch.Tensor, erase: torch.Tensor, add: torch
     return mem * (1 - w * erase.unsqueeze(1)) + w * add.unsqueeze(1)
 
 
+@_checks.record
 class NTMState(NamedTuple):
     """Everything an :class:`NTMCell` carries from one step to the next.
 
@@ -305,6 +306,8 @@ class LSTMSequence(nn.Module):
     def __init__(self, input_size: int, output_size: int, hidden_size: int = 64, num_layers: int = 1,
                  fused: bool = False) -> None:
         super().__init__()
+        for name, value in (("input_size", input_size), ("output_size", output_size), ("hidden_size", hidden_size)):
+            _checks.positive_int(name, value)
         runner = nn.LSTM if fused else LSTM
         self.lstm = runner(input_size, hidden_size, num_layers, batch_first=True)
         self.output = nn.Linear(hidden_size, output_size)
@@ -341,6 +344,7 @@ def copy_logits(model: nn.Module, inputs: torch.Tensor, length: int) -> torch.Te
     return model(x)[0][:, length + 1:]
 
 
+@_checks.typed
 def copy_scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -> dict[str, float]:
     """Held-out scores on copy sequences of one length, without gradients.
 
@@ -359,6 +363,7 @@ def copy_scores(model: nn.Module, inputs: torch.Tensor, targets: torch.Tensor) -
             "perfect": (wrong == 0).float().mean().item()}
 
 
+@_checks.typed
 def train_copy(
     model: nn.Module,
     *,
@@ -411,6 +416,7 @@ def train_copy(
                stop_after=stop_after)
 
 
+@_checks.record
 class CopyRun(NamedTuple):
     """A model trained on the copy task by :func:`copy_run`, with its training history."""
 
@@ -426,6 +432,7 @@ class CopyRun(NamedTuple):
 MODELS = ("ntm", "lstm")
 
 
+@_checks.typed
 def copy_run(
     model: str,
     *,
@@ -470,6 +477,7 @@ def copy_run(
     return CopyRun(net, history)
 
 
+@_checks.record
 class CopyLoop(NamedTuple):
     """Where the heads of an NTM focused while it copied one sequence (see :func:`copy_loop`)."""
 

@@ -97,6 +97,7 @@ class BidirectionalGRU(nn.Module):
         return output, torch.stack([last, bwd[:, 0]])
 
 
+@_checks.record
 class Memory(NamedTuple):
     """What the encoder hands the decoder.
 

@@ -61,6 +61,8 @@ class EncoderLayer(nn.Module):
         self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1, norm_first: bool = False
     ) -> None:
         super().__init__()
+        for name, value in (("d_model", d_model), ("nhead", nhead), ("dim_feedforward", dim_feedforward)):
+            _checks.positive_int(name, value)
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
         self.linear2 = nn.Linear(dim_feedforward, d_model)
@@ -101,6 +103,8 @@ class DecoderLayer(nn.Module):
 
     def __init__(self, d_model: int, nhead: int, dim_feedforward: int, dropout: float = 0.1) -> None:
         super().__init__()
+        for name, value in (("d_model", d_model), ("nhead", nhead), ("dim_feedforward", dim_feedforward)):
+            _checks.positive_int(name, value)
         self.self_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
         self.multihead_attn = MultiheadAttention(d_model, nhead, dropout=dropout)
         self.linear1 = nn.Linear(d_model, dim_feedforward)
@@ -149,6 +153,8 @@ class Transformer(nn.Module):
         max_len: int = 256,
     ) -> None:
         super().__init__()
+        for name, value in (("d_model", d_model), ("dim_feedforward", dim_feedforward)):
+            _checks.positive_int(name, value)
         for name, value in (("src_vocab", src_vocab), ("tgt_vocab", tgt_vocab), ("max_len", max_len)):
             _checks.positive_int(name, value)
         self.d_model, self.pad_idx = d_model, pad_idx
@@ -225,7 +231,7 @@ class TransformerLM(nn.Module):
     ) -> None:
         super().__init__()
         for name, value in (("vocab_size", vocab_size), ("d_model", d_model), ("num_layers", num_layers),
-                            ("max_len", max_len)):
+                            ("max_len", max_len), ("dim_feedforward", dim_feedforward)):
             _checks.positive_int(name, value)
         self.d_model = d_model
         self.embed = nn.Embedding(vocab_size, d_model)
@@ -253,6 +259,7 @@ class TransformerLM(nn.Module):
 
 
 @torch.no_grad()
+@_checks.typed
 def greedy_decode(model: Transformer, src: torch.Tensor, bos: int, eos: int, max_len: int) -> torch.Tensor:
     """Decode ``src (B, S)`` one token at a time, always taking the most likely token.
 

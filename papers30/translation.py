@@ -53,6 +53,7 @@ BUCKETS = ((3, 4), (5, 6), (7, 8), (9, 10))
 LABEL_SMOOTHING = 0.1
 
 
+@_checks.typed
 def make_model(name: str, task: ToyTranslation, **sizes: int) -> nn.Module:
     """The model ``name`` (one of :data:`MODELS`) for ``task``'s vocabularies, :data:`SIZES` unless overridden."""
     _checks.one_of("name", name, MODELS)
@@ -69,6 +70,7 @@ def logits(model: nn.Module, src: torch.Tensor, tgt_in: torch.Tensor) -> torch.T
     return out[0] if isinstance(out, tuple) else out
 
 
+@_checks.typed
 def training_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
     """Each paper's loss: label-smoothed cross-entropy for the Transformer, plain for the RNNs."""
     smoothing = LABEL_SMOOTHING if isinstance(model, Transformer) else 0.0
@@ -77,6 +79,7 @@ def training_loss(model: nn.Module, batch: Batch) -> torch.Tensor:
 
 
 @torch.no_grad()
+@_checks.typed
 def teacher_forced_exact(model: nn.Module, batch: Batch) -> float:
     """Fraction of sentences whose every next word (and ``EOS``) is the model's most likely one.
 
@@ -91,6 +94,7 @@ def teacher_forced_exact(model: nn.Module, batch: Batch) -> float:
 
 
 @torch.no_grad()
+@_checks.typed
 def translate(model: nn.Module, batch: Batch) -> tuple[list[list[int]], list[list[int]]]:
     """Greedy translations of ``batch.src`` and the references, as token lists cut at ``EOS``."""
     max_len = batch.tgt_out.shape[1] + 2
@@ -101,6 +105,7 @@ def translate(model: nn.Module, batch: Batch) -> tuple[list[list[int]], list[lis
     return strip_after(out, EOS), strip_after(batch.tgt_out, EOS)
 
 
+@_checks.typed
 def score(model: nn.Module, batch: Batch, buckets: Sequence[tuple[int, int]] = BUCKETS) -> dict[str, object]:
     """Greedy BLEU and exact match of ``batch``: overall (``"bleu_all"``) and per source-length bucket."""
     hyp, ref = translate(model, batch)
@@ -134,6 +139,9 @@ class TranslationRun:
     checkpoints: dict[int, dict[str, object]] = field(default_factory=dict)
     target: float | None = None
     steps_to_target: int | None = None
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     @property
     def losses(self) -> list[float]:

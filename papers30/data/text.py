@@ -162,6 +162,9 @@ class Corpus:
     valid: torch.Tensor
     test: torch.Tensor
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
 
 def char_corpus(name: str = "shakespeare", valid: float = 0.05, test: float = 0.05) -> Corpus:
     """The committed text ``name`` as characters: the vocabulary of all its characters, and the splits.
