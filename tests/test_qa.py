@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from papers30.data.qa import make_qa, make_world, word_overlap
+from papers30.data.qa import QASet, make_qa, make_world, word_overlap
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -65,3 +65,9 @@ def test_bad_inputs_raise_naming_the_argument():
         make_world(5, 2, 0)
     with pytest.raises(ValueError, match="concepts"):
         make_world(0, 2, gen())
+    with pytest.raises(TypeError, match="qa"):
+        word_overlap("qa", w)
+    with pytest.raises(TypeError, match="world"):
+        word_overlap(make_qa(w, 5, 5, gen()), "w")
+    with pytest.raises(TypeError, match="gold"):
+        QASet([[1]], [[1]], "0")

@@ -45,6 +45,9 @@ class World:
     concept_of: list[int]
     fillers: int
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     @property
     def vocab_size(self) -> int:
         return len(self.words)
@@ -61,6 +64,9 @@ class QASet:
     passages: list[list[int]]
     questions: list[list[int]]
     gold: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
 
 def _spell(i: int) -> str:
@@ -133,6 +139,10 @@ def make_qa(world: World, passages: int, questions: int, generator: torch.Genera
 
 def word_overlap(qa: QASet, world: World) -> float:
     """Fraction of the questions' concept words that also occur in their gold passage (function words left out)."""
+    if not isinstance(qa, QASet):
+        raise TypeError(f"qa must be a QASet, got {type(qa).__name__}")
+    if not isinstance(world, World):
+        raise TypeError(f"world must be a World, got {type(world).__name__}")
     hit = total = 0
     for q, j in zip(qa.questions, qa.gold.tolist()):
         words = set(qa.passages[j])
