@@ -16,6 +16,8 @@ with its forward *and* backward pass. This module holds those pieces:
   output, computed without autograd.
 - :func:`numerical_gradient` and :func:`relative_error`: the notes' gradient
   check (centred differences, compared by relative error).
+- :func:`train_classifier` and :func:`accuracy`: one minibatch training loop
+  (Adam, softmax cross-entropy) shared by every rung of the accuracy ladder.
 
 (:func:`papers30.convolution.conv2d` is a second, tap-by-tap convolution used
 by chapter 11; this one is the im2col form the CS231n notes describe.)
@@ -36,8 +38,8 @@ import torch.nn.functional as F
 from papers30 import _checks
 
 __all__ = [
-    "conv2d", "conv2d_backward", "fold", "knn_predict", "max_pool2d", "max_pool2d_backward",
-    "numerical_gradient", "relative_error", "unfold",
+    "accuracy", "conv2d", "conv2d_backward", "fold", "knn_predict", "max_pool2d", "max_pool2d_backward",
+    "numerical_gradient", "relative_error", "train_classifier", "unfold",
 ]
 
 IntPair = int | tuple[int, int]
@@ -297,3 +299,50 @@ def knn_predict(train: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor
     nearest = dist.topk(k, dim=1, largest=False).indices  # (M, k)
     votes = F.one_hot(labels[nearest], int(labels.max()) + 1).sum(1)  # (M, K)
     return votes.argmax(dim=1)
+
+
+def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int,
+                     lr: float = 1e-3, batch_size: int = 64,
+                     generator: torch.Generator | None = None) -> list[float]:
+    """Train ``model`` with Adam on softmax cross-entropy over random minibatches; return the loss of every step.
+
+    ``images`` ``(N, ...)`` and ``labels`` ``(N,)``; each step draws
+    ``batch_size`` indices uniformly with replacement from ``generator``, so
+    models trained with equally seeded generators see the same batches.
+    The model is left in eval mode.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.tensor("images", images, kind="float")
+    _checks.tensor("labels", labels, ndim=1, kind="int")
+    _checks.size_matches("labels", labels.shape[0], images.shape[0], "length")
+    _checks.positive_int("steps", steps)
+    _checks.positive_int("batch_size", batch_size)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive float, got {lr!r}")
+    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
+    model.train()
+    losses = []
+    for _ in range(steps):
+        idx = torch.randint(0, len(images), (batch_size,), generator=generator)
+        loss = F.cross_entropy(model(images[idx]), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    model.eval()
+    return losses
+
+
+def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
+    """Fraction of ``images`` whose largest logit is at the true label (evaluated in batches, no gradients)."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.tensor("images", images, kind="float")
+    _checks.tensor("labels", labels, ndim=1, kind="int")
+    _checks.size_matches("labels", labels.shape[0], images.shape[0], "length")
+    _checks.positive_int("batch_size", batch_size)
+    with torch.no_grad():
+        hits = sum((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum().item()
+                   for i in range(0, len(images), batch_size))
+    return hits / len(images)

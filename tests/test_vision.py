@@ -10,8 +10,8 @@ import torch
 import torch.nn.functional as F
 
 from papers30.vision import (
-    conv2d, conv2d_backward, fold, knn_predict, max_pool2d, max_pool2d_backward, numerical_gradient,
-    relative_error, unfold,
+    accuracy, conv2d, conv2d_backward, fold, knn_predict, max_pool2d, max_pool2d_backward, numerical_gradient,
+    relative_error, train_classifier, unfold,
 )
 
 DT = torch.float64
@@ -161,6 +161,34 @@ def test_knn_matches_brute_force():
             assert y.item() == max(range(4), key=lambda c: (counts[c], -c))
 
 
+def test_train_classifier_matches_a_hand_loop():
+    g = torch.Generator().manual_seed(6)
+    x, y = torch.randn(30, 1, 4, 4, generator=g), torch.randint(0, 3, (30,), generator=g)
+    torch.manual_seed(0)
+    ours = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    theirs = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(16, 3))
+    theirs.load_state_dict(ours.state_dict())
+    losses = train_classifier(ours, x, y, 5, 1e-2, 8, torch.Generator().manual_seed(1))
+    opt, gen, want = torch.optim.Adam(theirs.parameters(), lr=1e-2), torch.Generator().manual_seed(1), []
+    for _ in range(5):
+        idx = torch.randint(0, 30, (8,), generator=gen)
+        loss = F.cross_entropy(theirs(x[idx]), y[idx])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        want.append(loss.item())
+    assert losses == pytest.approx(want, rel=1e-6)
+    torch.testing.assert_close(ours[1].weight, theirs[1].weight)
+    assert not ours.training
+
+
+def test_accuracy_counts_hits_across_batches():
+    model = torch.nn.Flatten()  # the "logits" are the inputs themselves
+    x = torch.eye(3).repeat(5, 1)  # (15, 3): image i has its largest entry at i % 3
+    y = torch.tensor([0, 1, 2, 0, 0] * 3)
+    assert accuracy(model, x, y, batch_size=4) == pytest.approx(sum(int(i % 3 == int(y[i])) for i in range(15)) / 15)
+
+
 @pytest.mark.parametrize(
     "call,exc,word",
     [
@@ -190,6 +218,13 @@ def test_knn_matches_brute_force():
         (lambda: knn_predict(torch.zeros(3, 2), torch.zeros(3).long(), torch.zeros(1, 2), k=4), ValueError, "k"),
         (lambda: knn_predict(torch.zeros(3, 2), torch.zeros(3), torch.zeros(1, 2)), TypeError, "labels"),
         (lambda: knn_predict(torch.zeros(3, 2), torch.zeros(3).long(), torch.zeros(1, 3)), ValueError, "queries"),
+        (lambda: train_classifier(torch.nn.Flatten(), torch.zeros(3, 2), torch.zeros(3).long(), 0), ValueError,
+         "steps"),
+        (lambda: train_classifier(torch.nn.Linear(2, 2), torch.zeros(3, 2), torch.zeros(2).long(), 1), ValueError,
+         "labels"),
+        (lambda: train_classifier(torch.nn.Linear(2, 2), torch.zeros(3, 2), torch.zeros(3).long(), 1, lr=-1.0),
+         ValueError, "lr"),
+        (lambda: accuracy("net", torch.zeros(3, 2), torch.zeros(3).long()), TypeError, "model"),
     ],
 )
 def test_bad_inputs(call, exc, word):
