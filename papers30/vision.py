@@ -301,6 +301,14 @@ def knn_predict(train: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor
     return votes.argmax(dim=1)
 
 
+def _check_model_data(model: object, images: object, labels: object) -> None:
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    _checks.tensor("images", images, kind="float")
+    _checks.tensor("labels", labels, ndim=1, kind="int")
+    _checks.size_matches("labels", labels.shape[0], images.shape[0], "length")
+
+
 def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, steps: int,
                      lr: float = 1e-3, batch_size: int = 64,
                      generator: torch.Generator | None = None) -> list[float]:
@@ -311,11 +319,7 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
     models trained with equally seeded generators see the same batches.
     The model is left in eval mode.
     """
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _checks.tensor("images", images, kind="float")
-    _checks.tensor("labels", labels, ndim=1, kind="int")
-    _checks.size_matches("labels", labels.shape[0], images.shape[0], "length")
+    _check_model_data(model, images, labels)
     _checks.positive_int("steps", steps)
     _checks.positive_int("batch_size", batch_size)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not (math.isfinite(lr) and lr > 0):
@@ -336,11 +340,7 @@ def train_classifier(model: torch.nn.Module, images: torch.Tensor, labels: torch
 
 def accuracy(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1000) -> float:
     """Fraction of ``images`` whose largest logit is at the true label (evaluated in batches, no gradients)."""
-    if not isinstance(model, torch.nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _checks.tensor("images", images, kind="float")
-    _checks.tensor("labels", labels, ndim=1, kind="int")
-    _checks.size_matches("labels", labels.shape[0], images.shape[0], "length")
+    _check_model_data(model, images, labels)
     _checks.positive_int("batch_size", batch_size)
     with torch.no_grad():
         hits = sum((model(images[i : i + batch_size]).argmax(1) == labels[i : i + batch_size]).sum().item()
