@@ -28,6 +28,8 @@ module               what it holds (chapters)
 ``sets``             the Read-Process-Write process block, set2set (8, 12)
 ``convolution``      local response normalisation, a small AlexNet (7),
                      dilated convolutions and receptive fields (11)
+``vision``           k-nearest neighbours, im2col conv2d and max_pool2d with
+                     written-out backward passes, numerical gradient check (26)
 ``residual``         plain, residual and pre-activation blocks, CIFAR-style
                      ResNets, signal and gradient norms through depth (10, 15)
 ``distributed``      GPipe pipeline parallelism over processes (9)
