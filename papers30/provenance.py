@@ -190,6 +190,7 @@ class _StripChecks(ast.NodeTransformer):
         return node
 
 
+@_checks.typed
 def code_fingerprint(text: str | bytes, name: str = "") -> bytes:
     """What of a file can change a run's numbers: for Python, its syntax tree without docstrings,
     comments, formatting or argument validation (see :class:`_StripChecks`); other files as they are."""

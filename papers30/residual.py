@@ -554,6 +554,11 @@ def fashion_mnist_at(size: int, device: torch.device | str | None = None) -> tup
     number each), labels ``(N,)``. ``size`` must divide 28 (28, 14, 7, 4, 2, 1).
     """
     _checks.positive_int("size", size)
+    if device is not None:
+        try:
+            torch.device(device)
+        except (RuntimeError, TypeError) as err:
+            raise ValueError(f"device must name a torch device, got {device!r}") from err
     if 28 % size:
         raise ValueError(f"size must divide 28 (28, 14, 7, 4, 2 or 1), got {size}")
     x_train, y_train = load_images("fashion_mnist", "train", device=device)

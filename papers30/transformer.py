@@ -266,8 +266,13 @@ def greedy_decode(model: Transformer, src: torch.Tensor, bos: int, eos: int, max
     Returns ``(B, L)`` with ``L <= max_len`` tokens after ``bos`` (not included);
     after a sequence emits ``eos``, it is padded with ``model.pad_idx``.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a Transformer, got {type(model).__name__}")
     _checks.tensor("src", src, ndim=2, kind="int")
     _checks.positive_int("max_len", max_len)
+    for name, value in (("bos", bos), ("eos", eos)):
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < model.tgt_embed.num_embeddings:
+            raise ValueError(f"{name} must be a token id in 0..{model.tgt_embed.num_embeddings - 1}, got {value!r}")
     was_training = model.training
     model.eval()
     memory = model.encode(src)

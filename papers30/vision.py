@@ -253,6 +253,8 @@ def numerical_gradient(f: Callable[[torch.Tensor], torch.Tensor | float], x: tor
     if not callable(f):
         raise TypeError(f"f must be callable, got {type(f).__name__}")
     _checks.tensor("x", x, kind="float")
+    if x.dim() == 0:
+        raise ValueError("x must have at least one dimension (wrap a scalar as a 1-element tensor)")
     if isinstance(h, bool) or not isinstance(h, (int, float)) or not (math.isfinite(h) and h > 0):
         raise ValueError(f"h must be a positive float, got {h!r}")
     grad = torch.zeros_like(x)
@@ -304,7 +306,7 @@ def knn_predict(train: torch.Tensor, labels: torch.Tensor, queries: torch.Tensor
 def _check_model_data(model: object, images: object, labels: object) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    _checks.tensor("images", images, kind="float")
+    _checks.tensor("images", images, ndim=(2, 3, 4), kind="float")
     _checks.tensor("labels", labels, ndim=1, kind="int")
     _checks.size_matches("labels", labels.shape[0], images.shape[0], "length")
 

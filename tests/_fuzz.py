@@ -47,6 +47,13 @@ class Call:
 
 
 def _copy(x: Any) -> Any:
+    """A deep copy; tensors inside autograd graphs (which refuse deepcopy) are copied detached."""
+    if isinstance(x, torch.Tensor) and not x.is_leaf:
+        return x.detach().clone()
+    if isinstance(x, (list, tuple)) and not hasattr(x, "_fields"):
+        return type(x)(_copy(v) for v in x)
+    if isinstance(x, dict):
+        return {k: _copy(v) for k, v in x.items()}
     return copy.deepcopy(x)
 
 
@@ -65,8 +72,8 @@ def public_api() -> dict[str, Any]:
                 continue
             if inspect.isclass(obj) and (issubclass(obj, (BaseException, enum.Enum))):
                 continue
-            if inspect.isfunction(obj) or inspect.isclass(obj):
-                API[f"{info.name}.{key}"] = obj
+            if (inspect.isfunction(obj) or inspect.isclass(obj)) and key == getattr(obj, "__name__", key):
+                API[f"{info.name}.{key}"] = obj  # an alias (Set2Set = ProcessBlock) is the same callable
     return API
 
 
@@ -187,7 +194,7 @@ def wrong_values(original: Any) -> list[Wrong]:
         if original.dtype != torch.bool:
             out.append(Wrong("a bool tensor", torch.zeros_like(original, dtype=torch.bool), False))
         if original.is_floating_point() and original.numel() > 0:
-            nan = original.clone()
+            nan = original.clone().contiguous()  # channels-last or transposed inputs too
             nan.view(-1)[0] = math.nan
             out.append(Wrong("a NaN entry", nan, False))
         return out

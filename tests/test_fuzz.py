@@ -63,9 +63,16 @@ def fuzz_all() -> tuple[Counter, list[str]]:
     counts: Counter = Counter()
     bad: list[str] = []
     for name, call in sorted(_fuzz.RECORDED.items()):
+        try:
+            params = inspect.signature(call.target).parameters
+        except (TypeError, ValueError):
+            params = {}
         for pos in positions(call):
             original = call.args[pos] if isinstance(pos, int) else call.kwargs[pos]
+            optional = isinstance(pos, str) and pos in params and params[pos].default is None
             for wrong in _fuzz.wrong_values(original):
+                if optional and wrong.value is None:
+                    continue  # None is the parameter's own default, a valid input
                 kind, err = outcome(call, pos, wrong.value)
                 counts[kind] += 1
                 where = f"{name}(argument {pos!r} = {wrong.label})"
