@@ -92,14 +92,14 @@ def ctc(gen):
 
 
 def conv(gen):
-    from papers30.convolution import conv2d
+    from papers30.vision import conv2d  # im2col (chapter 26)
 
     x, w = _grad_inputs((16, 16, 32, 32), (32, 16, 3, 3), gen=gen)
     return lambda: conv2d(x, w, None, 1, 1).sum(), lambda: F.conv2d(x, w, None, 1, 1).sum()
 
 
 def maxpool(gen):
-    from papers30.convolution import max_pool2d
+    from papers30.vision import max_pool2d
 
     (x,) = _grad_inputs((16, 32, 32, 32), gen=gen)
     return lambda: max_pool2d(x, 2).sum(), lambda: F.max_pool2d(x, 2).sum()
