@@ -7,6 +7,7 @@ Python's import system in tests/test_provenance.py.
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -84,3 +85,6 @@ def test_exclusive_chapters_are_read_from_the_front_matter(tmp_path):
     assert execute.exclusive(page)
     page.write_text("---\njupytext:\n  x: 1\n---\n# 9. X\npapers30:\n  exclusive: true\n")
     assert not execute.exclusive(page)  # only the front matter counts
+    page.with_suffix(".ipynb").write_text(json.dumps({"metadata": {"papers30": {"exclusive": True}}}))
+    assert execute.exclusive(page)  # or the paired notebook's metadata, where jupytext keeps it
+    assert execute.exclusive(ROOT / "book/part1/09_gpipe.md")  # the chapter that times real processes

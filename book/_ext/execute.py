@@ -81,7 +81,13 @@ def exclusive(path: Path) -> bool:
     (chapter 9) needs the machine's cores to itself; it runs after the others.
     """
     head = path.read_text("utf8").split("\n---", 1)[0]
-    return bool(re.search(r"^papers30:\s*\n\s+exclusive:\s*true\s*$", head, re.M))
+    if re.search(r"^papers30:\s*\n\s+exclusive:\s*true\s*$", head, re.M):
+        return True
+    paired = path.with_suffix(".ipynb")  # jupytext keeps custom metadata in the paired notebook
+    if paired.exists():
+        meta = json.loads(paired.read_text("utf8")).get("metadata", {})
+        return bool(meta.get("papers30", {}).get("exclusive", False))
+    return False
 
 
 def load_summary() -> dict:
