@@ -64,6 +64,10 @@ def glue(name: str, value: Any, display: bool = False) -> None:
     """
     if not isinstance(name, str) or not name:
         raise TypeError(f"name must be a non-empty str, got {name!r}")
+    if type(value).__module__ == "numpy" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()  # a numpy scalar pastes as 0.93, not as np.float64(0.93)
+    elif type(value).__module__ == "torch" and hasattr(value, "item") and getattr(value, "ndim", 1) == 0:
+        value = value.item()
     is_figure = type(value).__module__.startswith("matplotlib.figure")
     if is_figure:
         export_figure(name, value)

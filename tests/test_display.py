@@ -67,3 +67,19 @@ def test_outside_a_build_a_hidden_figure_is_shown_where_it_is_made(monkeypatch):
     fig2, _ = plt.subplots()
     glue("fig_build", fig2, display=False)
     assert shown == [fig]
+
+
+def test_glue_pastes_numpy_and_torch_scalars_as_plain_numbers(monkeypatch):
+    """Reference: the Python float of the same value; np.float64's repr is not a number myst-nb can format."""
+    import numpy as np
+    import torch
+
+    from papers30 import display
+
+    seen = {}
+    monkeypatch.setattr(display, "_myst_glue", lambda name, value, display=False: seen.__setitem__(name, value))
+    display.glue("a", np.float64(0.25))
+    display.glue("b", torch.tensor(3))
+    display.glue("c", np.int64(7))
+    assert seen == {"a": 0.25, "b": 3, "c": 7}
+    assert all(type(v) in (float, int) for v in seen.values())

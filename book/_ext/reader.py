@@ -123,10 +123,23 @@ def reference(key: str) -> str:
 
 
 def glue_values(executed: Path) -> dict[str, dict]:
-    """``{name: mime bundle}`` of every value glued in an executed notebook file."""
+    """``{name: mime bundle}`` of every value glued in an executed notebook file.
+
+    myst-nb writes the glued outputs beside the executed notebook
+    (``NAME.glue.json``) and leaves them out of its cells; both are read.
+    """
+    import json
+
     import nbformat
 
-    return glue_values_of(nbformat.read(executed, as_version=4))
+    values = glue_values_of(nbformat.read(executed, as_version=4))
+    store = executed.with_suffix(".glue.json")
+    if store.exists():
+        for name, out in json.loads(store.read_text(encoding="utf-8")).items():
+            prefix = out.get("metadata", {}).get("scrapbook", {}).get("mime_prefix", "")
+            bundle = {k.removeprefix(prefix): v for k, v in out.get("data", {}).items()}
+            values.setdefault(name, {k: v for k, v in bundle.items() if k in ("text/plain", "text/markdown")})
+    return values
 
 
 def glue_values_of(nb) -> dict[str, dict]:
@@ -148,7 +161,9 @@ def glue_text(values: dict[str, dict] | None, spec: str) -> str:
     name, _, fmt = spec.partition(":")
     if values is None:
         return MASK.format(name)
-    return format_plain_text(values[name]["text/plain"], fmt)
+    text = values[name]["text/plain"]
+    wrapped = re.fullmatch(r"np\.\w+\((.*)\)", text)  # a numpy scalar glued by an older build
+    return format_plain_text(wrapped.group(1) if wrapped else text, fmt)
 
 
 def glue_md(values: dict[str, dict] | None, name: str) -> str:
@@ -165,12 +180,16 @@ def glue_md(values: dict[str, dict] | None, name: str) -> str:
 
 def _pyobject(path: Path, name: str) -> str:
     source = path.read_text()
-    tree = ast.parse(source)
-    for node in ast.walk(tree):
-        if isinstance(node, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef)) and node.name == name:
-            start = min([d.lineno for d in node.decorator_list] + [node.lineno])
-            return "\n".join(source.splitlines()[start - 1 : node.end_lineno])
-    raise ValueError(f"{path}: no {name!r} to include")
+    scope: list[ast.stmt] = ast.parse(source).body
+    node = None
+    for part in name.split("."):  # "Class.method" as Sphinx's :pyobject: takes it
+        node = next((n for n in scope if isinstance(n, (ast.FunctionDef, ast.ClassDef, ast.AsyncFunctionDef))
+                     and n.name == part), None)
+        if node is None:
+            raise ValueError(f"{path}: no {name!r} to include")
+        scope = node.body
+    start = min([d.lineno for d in node.decorator_list] + [node.lineno])
+    return "\n".join(source.splitlines()[start - 1 : node.end_lineno])
 
 
 def _include(chapter_dir: Path, arg: str, options: dict[str, str]) -> str:
@@ -358,6 +377,8 @@ def reader_notebook(doc: str, values: dict[str, dict] | None):
     for c in cells:
         if c.cell_type == "markdown" and "\u0000REFERENCES\u0000" in c.source:
             c.source = c.source.replace("\u0000REFERENCES\u0000", refs or "No references.")
+    for i, cell in enumerate(cells):
+        cell.id = f"{Path(doc).name[:2]}-{i:03d}"  # stable ids, so regenerating changes nothing
     nb = nbformat.v4.new_notebook(cells=cells)
     nb.metadata["kernelspec"] = {"display_name": "Python 3", "language": "python", "name": "python3"}
     nb.metadata["language_info"] = {"name": "python"}
