@@ -710,6 +710,11 @@ def fastest_steps(
     """
     if not isinstance(pipe, Pipeline):
         raise TypeError(f"pipe must be a Pipeline, got {type(pipe).__name__}")
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"model must be a torch.nn.Sequential, got {type(model).__name__}")
+    _checks.tensor("x", x, ndim=2, kind="float")
+    _checks.tensor("y", y, ndim=(1, 2))
+    _checks.size_matches("y", y.shape[0], x.shape[0], "batch size")
     if isinstance(settings, (str, bytes)) or not isinstance(settings, (list, tuple)) or not settings:
         raise ValueError("settings must be a non-empty list of (num_stages, num_microbatches) pairs")
     for s in settings:

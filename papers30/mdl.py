@@ -460,6 +460,9 @@ class DescriptionLength:
     data: torch.Tensor
     noise_std: torch.Tensor
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     @property
     def total(self) -> torch.Tensor:
         """``weights + data``, eq. (dl)."""

@@ -54,7 +54,7 @@ def _copy(x: Any) -> Any:
         return type(x)(_copy(v) for v in x)
     if isinstance(x, dict):
         return {k: _copy(v) for k, v in x.items()}
-    return copy.deepcopy(x)
+    return copy.deepcopy(x)  # an object that cannot be copied (a live Pipeline) leaves the call unrecorded
 
 
 def public_api() -> dict[str, Any]:

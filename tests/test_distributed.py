@@ -19,9 +19,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 from papers30.distributed import (
+    Event,
     Pipeline,
     PipelineError,
     SavedBytes,
+    StepResult,
     batch_loss,
     bubble_fraction,
     fastest_steps,
@@ -224,6 +226,28 @@ def test_fastest_steps_keeps_the_fastest_of_each_setting(pipe, gen, monkeypatch)
     _, want = reference_step(model, x, y)
     for n in want:
         torch.testing.assert_close(best[2, 4].grads[n], want[n], rtol=0, atol=1e-12)
+
+
+class ScriptedPipe(Pipeline):
+    """A Pipeline without processes: ``run`` returns steps whose makespans follow a script."""
+
+    def __init__(self, makespans):  # noqa: D107 - no workers are started
+        self.makespans, self.calls = list(makespans), []
+
+    def run(self, model, x, y, num_stages, num_microbatches):
+        span = self.makespans[len(self.calls)]
+        self.calls.append((num_stages, num_microbatches))
+        events = [Event(0, "F", 0, 0.0, span)]
+        return StepResult(loss=0.0, grads={}, events=events)
+
+
+def test_fastest_steps_picks_the_smallest_makespan_per_setting_by_brute_force(gen):
+    spans = [5.0, 3.0, 4.0, 1.0, 6.0, 2.0]  # rounds of (1, 1), (2, 4)
+    pipe = ScriptedPipe(spans)
+    best = fastest_steps(pipe, mlp([3, 4, 2], gen), torch.randn(8, 3, dtype=DT), torch.randn(8, 2, dtype=DT),
+                         [(1, 1), (2, 4)], repeats=3)
+    assert pipe.calls == [(1, 1), (2, 4)] * 3
+    assert best[1, 1].makespan == min(spans[0::2]) and best[2, 4].makespan == min(spans[1::2])
 
 
 @pytest.mark.parametrize("kwargs,exc,name", [

@@ -485,7 +485,7 @@ def _reader_launch_buttons(app: Sphinx, pagename, templatename, context, doctree
     def fix(buttons) -> None:
         for b in buttons or []:
             if isinstance(b, dict):
-                if isinstance(b.get("url"), str):
+                if isinstance(b.get("url"), str) and b["url"].startswith("http"):  # launchers, not the download
                     b["url"] = b["url"].replace(old, new)
                 fix(b.get("buttons"))
 

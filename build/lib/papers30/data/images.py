@@ -1,0 +1,130 @@
+"""The book's small real image set and its one loader, plus seeded augmentation.
+
+:func:`load_images` reads a committed, compressed image set from
+``papers30/data/assets/`` (see ``SOURCES.md`` there for provenance); at
+present that is ``"fashion_mnist"``: 10,000 training and 2,000 test
+Fashion-MNIST images (Zalando Research, MIT licence), 28x28 grey, balanced
+over ten classes. Chapters 7, 10, 15, 17 and 26 train on it.
+
+:func:`augment` is the data augmentation of chapter 7 (AlexNet): a random
+crop of a zero-padded image and a random horizontal flip, drawn image by
+image from an explicit ``torch.Generator`` so runs repeat exactly.
+
+Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from importlib import resources
+
+import numpy as np
+import torch
+
+from papers30 import _checks
+
+__all__ = ["IMAGE_SETS", "SPLITS", "augment", "class_names", "load_images"]
+
+#: The committed image sets and their class names, in label order.
+IMAGE_SETS: dict[str, tuple[str, ...]] = {
+    "fashion_mnist": (
+        "T-shirt/top",
+        "trouser",
+        "pullover",
+        "dress",
+        "coat",
+        "sandal",
+        "shirt",
+        "sneaker",
+        "bag",
+        "ankle boot",
+    ),
+}
+SPLITS = ("train", "test")
+
+
+def _check_name(name: object) -> str:
+    _checks.one_of("name", name, sorted(IMAGE_SETS))
+    return name
+
+
+def class_names(name: str = "fashion_mnist") -> tuple[str, ...]:
+    """The class names of image set ``name``; entry ``k`` names label ``k``."""
+    return IMAGE_SETS[_check_name(name)]
+
+
+@lru_cache(maxsize=None)
+def _arrays(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
+    """The uint8 images ``(N, H, W)`` and labels ``(N,)`` of one split, read once."""
+    path = resources.files("papers30.data") / "assets" / f"{name}.npz"
+    with resources.as_file(path) as file, np.load(file) as data:
+        images, labels = data[f"x_{split}"], data[f"y_{split}"]
+    images.setflags(write=False)
+    labels.setflags(write=False)
+    return images, labels
+
+
+def load_images(
+    name: str = "fashion_mnist",
+    split: str = "train",
+    *,
+    device: torch.device | str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Load a committed image set: ``(images, labels)``.
+
+    ``images`` is float32 ``(N, 1, H, W)`` with values in ``[0, 1]`` (pixel
+    value / 255, 0 = background); ``labels`` is int64 ``(N,)`` in
+    ``0 .. len(class_names(name)) - 1``. ``split`` is ``"train"`` or
+    ``"test"``; the two splits share no image. Every call returns new tensors
+    (on ``device``, default CPU) that the caller may modify freely.
+    """
+    _check_name(name)
+    _checks.one_of("split", split, SPLITS)
+    if device is not None and not isinstance(device, (str, torch.device)):
+        raise TypeError(f"device must be a torch.device or str, got {type(device).__name__}")
+    images, labels = _arrays(name, split)
+    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    y = torch.from_numpy(labels.astype(np.int64))
+    return x.to(device), y.to(device)
+
+
+def augment(
+    images: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    padding: int = 2,
+    flip: bool = True,
+) -> torch.Tensor:
+    """Random crops of zero-padded images and random horizontal flips: ``(B, C, H, W)`` -> same.
+
+    Each image is padded with ``padding`` zeros on every side and cropped back
+    to ``H x W`` at an offset drawn uniformly from ``0 .. 2 * padding`` in each
+    direction (so it shifts by up to ``padding`` pixels); with ``flip`` it is
+    then mirrored left-right with probability 1/2. The random draws come from
+    ``generator`` (a CPU generator; default: torch's global one) whatever the
+    device of ``images``, so a seeded generator gives the same batch on CPU
+    and CUDA. ``padding=0`` and ``flip=False`` return a copy of ``images``.
+    """
+    _checks.tensor("images", images, ndim=4, kind="float")
+    if generator is not None and not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    if isinstance(padding, bool) or not isinstance(padding, int):
+        raise TypeError(f"padding must be an int, got {type(padding).__name__}")
+    if padding < 0:
+        raise ValueError(f"padding must be non-negative, got {padding}")
+    if not isinstance(flip, bool):
+        raise TypeError(f"flip must be a bool, got {type(flip).__name__}")
+    B, _, H, W = images.shape
+    out = images.clone()
+    if padding > 0:
+        dy, dx = torch.randint(0, 2 * padding + 1, (2, B), generator=generator)
+        padded = torch.nn.functional.pad(images, (padding,) * 4)
+        rows = (dy[:, None] + torch.arange(H)).to(images.device)  # (B, H)
+        cols = (dx[:, None] + torch.arange(W)).to(images.device)  # (B, W)
+        b = torch.arange(B, device=images.device)[:, None, None]
+        out = padded.permute(0, 2, 3, 1)[b, rows[:, :, None], cols[:, None, :]]  # (B, H, W, C)
+        out = out.permute(0, 3, 1, 2).contiguous()
+    if flip:
+        mirror = (torch.rand(B, generator=generator) < 0.5).to(images.device)
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+    return out
