@@ -18,7 +18,6 @@ import datetime as dt
 import importlib
 import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -27,10 +26,13 @@ from typing import Callable
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tools"))
 
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
+
+from machine import cores, cpu_name  # noqa: E402
 
 
 def _grad_inputs(*shapes, gen, dtype=torch.float32):
@@ -81,7 +83,7 @@ def lrn(gen):
 
 
 def ctc(gen):
-    from papers30.ctc import ctc_loss
+    from papers30.speech import ctc_loss
 
     T, B, C, S = 100, 16, 30, 30
     (logits,) = _grad_inputs((T, B, C), gen=gen)
@@ -144,15 +146,7 @@ def timeit(ours: Callable[[], torch.Tensor], theirs: Callable[[], torch.Tensor],
 
 
 def machine() -> str:
-    cpu = platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores; torch {torch.__version__}, 1 thread"
+    return f"{cpu_name()}, {cores()} cores; torch {torch.__version__}, 1 thread"
 
 
 def main() -> int:

@@ -16,7 +16,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
@@ -26,21 +25,15 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tools"))
 
+from machine import cores, cpu_name  # noqa: E402
+
 
 def device_name() -> tuple[str, str]:
     import torch
 
     if torch.cuda.is_available():
         return "paper", f"{torch.cuda.get_device_name(0)} (CUDA {torch.version.cuda})"
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return "large", f"CPU: {cpu}, {os.cpu_count()} cores"
+    return "large", f"CPU: {cpu_name()}, {cores()} cores"
 
 
 def commit() -> str:
