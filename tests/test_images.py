@@ -104,6 +104,7 @@ def test_load_images_on_device():
         (dict(split=0), TypeError, "split"),
         (dict(split="val"), ValueError, "split"),
         (dict(device=0), TypeError, "device"),
+        (dict(device="not-a-device"), ValueError, "device"),
     ],
 )
 def test_load_images_bad_inputs(kwargs, exc, word):

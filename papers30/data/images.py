@@ -82,6 +82,11 @@ def load_images(
     _checks.one_of("split", split, SPLITS)
     if device is not None and not isinstance(device, (str, torch.device)):
         raise TypeError(f"device must be a torch.device or str, got {type(device).__name__}")
+    if isinstance(device, str):
+        try:
+            device = torch.device(device)
+        except RuntimeError:
+            raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     images, labels = _arrays(name, split)
     x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
     y = torch.from_numpy(labels.astype(np.int64))
