@@ -51,13 +51,15 @@ module               what it holds (chapters)
                      geometry (``data.geometry``), molecules (``data.graphs``),
                      Sort-of-CLEVR (``data.sort_of_clevr``), Markov-chain
                      sequence families (``data.sequences``), passages with
-                     paraphrased questions (``data.qa``) and seeded
+                     paraphrased questions and a knowledge base of facts
+                     (``data.qa``) and seeded
                      synthetic tasks (``data.synthetic``)
 ``agents``           tabular environments with a computed complexity, random,
                      greedy, Q-learning and Bayes-mixture agents, 2^-K
                      weighted universal intelligence (24)
 ``retrieval``        BM25, a dual encoder trained with in-batch negatives,
-                     top-k retrieval accuracy (28, 29)
+                     top-k retrieval accuracy (28); RAG-Sequence and
+                     RAG-Token marginals and decoding, a passage reader (29)
 ``metrics``          BLEU, exact match, alignment accuracy, critical path (13,
                      14)
 ``training``         a small, explicit training loop

@@ -1,4 +1,4 @@
-"""Generated passages and paraphrased questions, for chapter 28 (dense passage retrieval) and 29 (RAG).
+"""Generated passages and paraphrased questions (chapter 28, dense passage retrieval) and a knowledge base of generated facts (chapter 29, RAG).
 
 A *world* has ``C`` concepts. Concept ``c`` can be written with ``k_c``
 interchangeable words (its synonyms), with ``k_c`` drawn uniformly from
@@ -17,6 +17,14 @@ rules give word overlap (which BM25 uses) and paraphrase (which only a
 trained encoder can bridge), in proportions set by ``max_synonyms``.
 
 Token ids: ``0 .. fillers_vocab - 1`` are function words; concept words follow.
+
+A *knowledge base* (:func:`make_facts`) has ``E`` entities, each named by a
+first and a last name (drawn without repetition of the pair), and ``R``
+relations; fact ``(e, r)`` has an answer of ``T`` value words drawn
+uniformly. Its passage is ``first last relation value_1 .. value_T``; a
+question about it is ``_who question-word(relation) first last``, with a
+question word for each relation that no passage uses, so a retriever has to
+learn which question word asks for which relation.
 """
 
 from __future__ import annotations
@@ -151,3 +159,109 @@ def word_overlap(qa: QASet, world: World) -> float:
                 total += 1
                 hit += t in words
     return hit / max(total, 1)
+
+
+@dataclass
+class FactBase:
+    """Facts ``(entity, relation) -> answer`` and their passages and questions.
+
+    ``words[t]`` spells token ``t`` (``0`` padding, ``1`` begin-of-answer,
+    ``2`` the question word ``_who``); ``names`` ``(E, 2)`` holds each entity's
+    first- and last-name tokens; ``relation_words`` and ``question_words``
+    ``(R,)`` the tokens that write a relation in a passage and in a question;
+    ``value_words`` ``(M,)`` the answer vocabulary; ``answers`` ``(E, R, T)``
+    each fact's answer as token ids. Fact ``f`` is ``(f // R, f % R)``.
+    """
+
+    words: list[str]
+    names: torch.Tensor
+    relation_words: torch.Tensor
+    question_words: torch.Tensor
+    value_words: torch.Tensor
+    answers: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self.words)
+
+    @property
+    def facts(self) -> int:
+        return self.answers.shape[0] * self.answers.shape[1]
+
+    def passages(self, answers: torch.Tensor | None = None) -> torch.Tensor:
+        """Passages ``(E * R, 3 + T)`` of every fact, in fact order; ``answers`` ``(E, R, T)`` replaces the facts' answers."""
+        answers = self.answers if answers is None else _checks.tensor("answers", answers, ndim=3, kind="int")
+        if answers.shape != self.answers.shape:
+            raise ValueError(f"answers must have shape {tuple(self.answers.shape)}, got {tuple(answers.shape)}")
+        e, r, _ = answers.shape
+        names = self.names.unsqueeze(1).expand(e, r, 2)
+        rel = self.relation_words.view(1, r, 1).expand(e, r, 1)
+        return torch.cat([names, rel, answers], 2).reshape(e * r, -1)
+
+    def questions(self, facts: torch.Tensor) -> torch.Tensor:
+        """Questions ``(F, 4)`` about the facts ``facts`` ``(F,)``."""
+        _checks.tensor("facts", facts, ndim=1, kind="int")
+        e, r = self.answers.shape[:2]
+        if facts.numel() and (facts.min() < 0 or facts.max() >= e * r):
+            raise ValueError(f"facts must hold fact ids in [0, {e * r})")
+        who = torch.full_like(facts, 2)
+        return torch.stack([who, self.question_words[facts % r], self.names[facts // r, 0], self.names[facts // r, 1]], 1)
+
+    def prompts(self) -> torch.Tensor:
+        """Each passage's text before its answer, as a question-shaped input ``(E * R, 4)``: ``<pad> relation first last``.
+
+        A closed-book generator trained on these (with the answers as
+        targets) has read every fact of the knowledge base.
+        """
+        p = self.passages()
+        return torch.stack([torch.zeros_like(p[:, 0]), p[:, 2], p[:, 0], p[:, 1]], 1)
+
+    def answer_of(self, facts: torch.Tensor) -> torch.Tensor:
+        """Answers ``(F, T)`` of the facts ``facts`` ``(F,)``."""
+        _checks.tensor("facts", facts, ndim=1, kind="int")
+        return self.answers.reshape(self.facts, -1)[facts]
+
+    def changed(self, generator: torch.Generator) -> torch.Tensor:
+        """New answers ``(E, R, T)``: every token of every answer replaced by a different value word, uniformly."""
+        if not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+        m = self.value_words.shape[0]
+        index = self.answers - self.value_words[0]
+        shift = torch.randint(1, m, index.shape, generator=generator)
+        return (index + shift) % m + self.value_words[0]
+
+
+def make_facts(entities: int, relations: int, values: int, answer_length: int, generator: torch.Generator, *,
+               first_names: int = 30, last_names: int = 30) -> FactBase:
+    """A knowledge base of ``entities * relations`` facts with answers of ``answer_length`` of ``values`` value words.
+
+    Entities are distinct (first, last) pairs drawn uniformly from
+    ``first_names * last_names``; answers are uniform and independent.
+    See the module docstring.
+    """
+    for name, v in (("entities", entities), ("relations", relations), ("values", values),
+                    ("answer_length", answer_length), ("first_names", first_names), ("last_names", last_names)):
+        _checks.positive_int(name, v)
+    if values < 2:
+        raise ValueError(f"values must be at least 2, got {values}")
+    if entities > first_names * last_names:
+        raise ValueError(f"entities must be at most first_names * last_names ({first_names * last_names}), got {entities}")
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    words = ["<pad>", "<bos>", "_who"]
+
+    def block(prefix: str, n: int) -> torch.Tensor:
+        start = len(words)
+        words.extend(f"{prefix}{_spell(7 * (start + i) + 3)}" for i in range(n))
+        return torch.arange(start, start + n)
+
+    first, last = block("", first_names), block("", last_names)
+    relation_words, question_words = block("r:", relations), block("q:", relations)
+    value_words = block("v:", values)
+    pairs = torch.randperm(first_names * last_names, generator=generator)[:entities]
+    names = torch.stack([first[pairs // last_names], last[pairs % last_names]], 1)
+    answers = value_words[torch.randint(values, (entities, relations, answer_length), generator=generator)]
+    return FactBase(words, names, relation_words, question_words, value_words, answers)
