@@ -51,13 +51,18 @@ module               what it holds (chapters)
                      geometry (``data.geometry``), molecules (``data.graphs``),
                      Sort-of-CLEVR (``data.sort_of_clevr``), Markov-chain
                      sequence families (``data.sequences``), passages with
-                     paraphrased questions (``data.qa``) and seeded
+                     paraphrased questions (``data.qa``), speech-like
+                     utterances (``data.speech``) and seeded
                      synthetic tasks (``data.synthetic``)
 ``agents``           tabular environments with a computed complexity, random,
                      greedy, Q-learning and Bayes-mixture agents, 2^-K
                      weighted universal intelligence (24)
 ``retrieval``        BM25, a dual encoder trained with in-batch negatives,
                      top-k retrieval accuracy (28, 29)
+``speech``           CTC loss (log-space forward recursion), greedy and
+                     prefix-beam decoding, edit distance and character error
+                     rate, sequence-wise batch-normalised recurrent layers, a
+                     small Deep Speech 2 acoustic model, SortaGrad (21)
 ``metrics``          BLEU, exact match, alignment accuracy, critical path (13,
                      14)
 ``training``         a small, explicit training loop
