@@ -405,11 +405,21 @@ def sortagrad_batches(lengths: torch.Tensor, batch_size: int, epoch: int, sortag
     return list(order.split(batch_size))
 
 
+def _check_data(model: object, features: object, lengths: object, labels: object, label_lengths: object) -> None:
+    if not isinstance(model, AcousticModel):
+        raise TypeError(f"model must be an AcousticModel, got {type(model).__name__}")
+    _checks.tensor("features", features, ndim=3, kind="float")
+    _checks.tensor("lengths", lengths, ndim=1, kind="int")
+    _checks.tensor("labels", labels, ndim=2, kind="int")
+    _checks.tensor("label_lengths", label_lengths, ndim=1, kind="int")
+    for name, x in (("lengths", lengths), ("labels", labels), ("label_lengths", label_lengths)):
+        _checks.size_matches(name, x.shape[0], features.shape[0], "batch size")
+
+
 def evaluate(model: AcousticModel, features: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
              label_lengths: torch.Tensor) -> tuple[float, float]:
     """Held-out mean CTC loss per utterance (the package's :func:`ctc_loss`) and greedy-decoding CER."""
-    _checks.tensor("labels", labels, ndim=2, kind="int")
-    _checks.tensor("label_lengths", label_lengths, ndim=1, kind="int")
+    _check_data(model, features, lengths, labels, label_lengths)
     was = model.training
     model.eval()
     with torch.no_grad():
@@ -434,10 +444,7 @@ def train_acoustic(model: AcousticModel, features: torch.Tensor, lengths: torch.
     held-out ``"eval_step"``, ``"eval_loss"`` and ``"eval_cer"`` (from
     :func:`evaluate`) every ``eval_every`` steps and at the end.
     """
-    if not isinstance(model, AcousticModel):
-        raise TypeError(f"model must be an AcousticModel, got {type(model).__name__}")
-    _checks.tensor("features", features, ndim=3, kind="float")
-    _checks.tensor("labels", labels, ndim=2, kind="int")
+    _check_data(model, features, lengths, labels, label_lengths)
     _checks.positive_int("steps", steps)
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
         raise ValueError(f"eval_every must be a non-negative int, got {eval_every!r}")

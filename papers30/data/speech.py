@@ -38,6 +38,9 @@ class Alphabet:
     height: torch.Tensor
     n_freq: int
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     @property
     def n_chars(self) -> int:
         return self.centre.shape[0] - 1
@@ -88,6 +91,9 @@ class Utterances:
     durations: torch.Tensor
     shift: torch.Tensor
     gain: torch.Tensor
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
 
     def __len__(self) -> int:
         return self.features.shape[0]
