@@ -302,12 +302,16 @@ class RecurrentLayer(nn.Module):
         self.norm = SequenceBatchNorm(gates * hidden_size) if batch_norm else None
         self.recurrent = nn.Linear(hidden_size, gates * hidden_size, bias=cell == "gru")
 
-    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask: torch.Tensor, fused: bool = True) -> torch.Tensor:
         _checks.tensor("x", x, ndim=3, kind="float")
         _checks.tensor("mask", mask, ndim=2, kind="bool")
+        if not isinstance(fused, bool):
+            raise TypeError(f"fused must be a bool, got {type(fused).__name__}")
         wx = self.input(x)
         if self.norm is not None:
             wx = self.norm(wx, mask)
+        if fused and self.cell == "gru":
+            return self._fused_gru(wx)
         h = x.new_zeros(x.shape[0], self.hidden_size)
         out = []
         for t in range(x.shape[1]):
@@ -321,6 +325,15 @@ class RecurrentLayer(nn.Module):
                 h = (1 - z) * torch.tanh(xn + r * hn) + z * h
             out.append(h)
         return torch.stack(out, 1)
+
+    def _fused_gru(self, wx: torch.Tensor) -> torch.Tensor:
+        """The loop above for ``cell="gru"``, run by torch's fused GRU kernel (an identity input matrix
+        passes ``wx`` through unchanged); tests check the two agree."""
+        eye = torch.eye(wx.shape[-1], dtype=wx.dtype, device=wx.device)
+        h0 = wx.new_zeros(1, wx.shape[0], self.hidden_size)
+        weights = [eye, self.recurrent.weight, torch.zeros_like(self.recurrent.bias), self.recurrent.bias]
+        out, _ = torch._VF.gru(wx, h0, weights, True, 1, 0.0, self.training, False, True)
+        return out
 
 
 class AcousticModel(nn.Module):
@@ -405,6 +418,27 @@ def sortagrad_batches(lengths: torch.Tensor, batch_size: int, epoch: int, sortag
     return list(order.split(batch_size))
 
 
+def uniform_alignment(input_lengths: torch.Tensor, targets: torch.Tensor, target_lengths: torch.Tensor) -> torch.Tensor:
+    """Frame targets ``(B, T)`` of a *flat start*: each utterance's ``L`` labels spread evenly over its frames.
+
+    Frame ``t < n`` of an utterance of ``n`` frames gets label ``floor(t L / n)``
+    of its transcript, the alignment a classic recogniser starts from when it
+    has transcripts but no timing; frames past ``n`` get ``-100`` (ignored
+    by ``cross_entropy``). ``T`` is ``max(input_lengths)``.
+    """
+    _checks.tensor("input_lengths", input_lengths, ndim=1, kind="int")
+    _checks.tensor("targets", targets, ndim=2, kind="int")
+    _checks.tensor("target_lengths", target_lengths, ndim=1, kind="int")
+    _checks.size_matches("targets", targets.shape[0], input_lengths.shape[0], "batch size")
+    _checks.size_matches("target_lengths", target_lengths.shape[0], input_lengths.shape[0], "batch size")
+    if (target_lengths < 1).any() or (target_lengths > input_lengths).any():
+        raise ValueError("target_lengths must be between 1 and input_lengths for every utterance")
+    t = torch.arange(int(input_lengths.max()))
+    position = (t[None] * target_lengths[:, None]) // input_lengths[:, None]  # (B, T)
+    frames = targets.gather(1, position.clamp(max=targets.shape[1] - 1))
+    return torch.where(t[None] < input_lengths[:, None], frames, torch.full_like(frames, -100))
+
+
 def _check_data(model: object, features: object, lengths: object, labels: object, label_lengths: object) -> None:
     if not isinstance(model, AcousticModel):
         raise TypeError(f"model must be an AcousticModel, got {type(model).__name__}")
@@ -433,9 +467,14 @@ def evaluate(model: AcousticModel, features: torch.Tensor, lengths: torch.Tensor
 
 def train_acoustic(model: AcousticModel, features: torch.Tensor, lengths: torch.Tensor, labels: torch.Tensor,
                    label_lengths: torch.Tensor, *, steps: int, batch_size: int = 32, lr: float = 3e-3,
-                   sortagrad: bool = True, clip: float = 5.0, generator: torch.Generator,
+                   sortagrad: bool = True, clip: float = 5.0, loss: str = "ctc", generator: torch.Generator,
                    eval_data: tuple[torch.Tensor, ...] | None = None, eval_every: int = 0) -> dict[str, list[float]]:
     """Train ``model`` with the package's :func:`ctc_loss` (mean reduction) and Adam for ``steps`` minibatches.
+
+    ``loss="flat"`` trains the control instead: frame-wise cross-entropy
+    against the :func:`uniform_alignment` of each transcript (a flat start
+    with no realignment); its outputs decode the same way, the blank never
+    being a target.
 
     Batches come from :func:`sortagrad_batches`, epoch after epoch; each is
     trimmed to its longest utterance. Gradients are clipped to norm ``clip``.
@@ -446,6 +485,7 @@ def train_acoustic(model: AcousticModel, features: torch.Tensor, lengths: torch.
     """
     _check_data(model, features, lengths, labels, label_lengths)
     _checks.positive_int("steps", steps)
+    _checks.one_of("loss", loss, ("ctc", "flat"))
     if isinstance(eval_every, bool) or not isinstance(eval_every, int) or eval_every < 0:
         raise ValueError(f"eval_every must be a non-negative int, got {eval_every!r}")
     opt = torch.optim.Adam(model.parameters(), lr=lr)
@@ -464,12 +504,16 @@ def train_acoustic(model: AcousticModel, features: torch.Tensor, lengths: torch.
         for idx in sortagrad_batches(lengths, batch_size, epoch, sortagrad, generator):
             t, s = int(lengths[idx].max()), int(label_lengths[idx].max())
             lp, out_len = model(features[idx, :t], lengths[idx])
-            loss = ctc_loss(lp, labels[idx, :s], out_len, label_lengths[idx])
+            if loss == "ctc":
+                value = ctc_loss(lp, labels[idx, :s], out_len, label_lengths[idx])
+            else:
+                frames = uniform_alignment(out_len, labels[idx, :s], label_lengths[idx]).T  # (T', B)
+                value = F.cross_entropy(lp.reshape(-1, lp.shape[-1]), frames.reshape(-1), ignore_index=-100)
             opt.zero_grad()
-            loss.backward()
+            value.backward()
             nn.utils.clip_grad_norm_(model.parameters(), clip)
             opt.step()
-            history["loss"].append(loss.item())
+            history["loss"].append(value.item())
             step += 1
             if eval_every and step % eval_every == 0 and step < steps:
                 record()

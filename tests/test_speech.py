@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from papers30.data.speech import make_alphabet, make_utterances
 from papers30.speech import (AcousticModel, RecurrentLayer, SequenceBatchNorm, character_error_rate, ctc_loss,
                              edit_distance, evaluate, greedy_decode, prefix_beam_search, sortagrad_batches,
-                             train_acoustic)
+                             train_acoustic, uniform_alignment)
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -281,6 +281,38 @@ def test_generator_recomputed_independently():
         assert data.features[i, n:].abs().max() == 0 if n < data.features.shape[1] else True
     noise = (data.features - data.clean)[data.clean.abs().sum(2) > 0]
     assert abs(noise.std().item() - 0.3) < 0.02
+
+
+def test_uniform_alignment_equals_a_loop():
+    targets = torch.tensor([[3, 1, 2, 0], [4, 2, 0, 0]])
+    got = uniform_alignment(torch.tensor([7, 3]), targets, torch.tensor([3, 2]))
+    want = [[targets[0, t * 3 // 7].item() for t in range(7)],
+            [targets[1, t * 2 // 3].item() for t in range(3)] + [-100] * 4]
+    assert got.tolist() == want
+
+
+def test_fused_gru_equals_the_loop_with_batch_norm():
+    torch.manual_seed(1)
+    layer = RecurrentLayer(5, 7, "gru", True).double()
+    x = torch.randn(3, 6, 5, dtype=torch.float64)
+    mask = torch.ones(3, 6, dtype=torch.bool)
+    a, b = layer(x, mask), layer(x, mask, fused=False)
+    torch.testing.assert_close(a, b)
+    ga = torch.autograd.grad(a.square().sum(), list(layer.parameters()), retain_graph=True)
+    gb = torch.autograd.grad(b.square().sum(), list(layer.parameters()))
+    for u, v in zip(ga, gb):
+        torch.testing.assert_close(u, v)
+
+
+def test_flat_start_training_runs_and_learns():
+    g = gen(15)
+    alphabet = make_alphabet(4, 8, g)
+    data = make_utterances(alphabet, 64, g, max_chars=4)
+    torch.manual_seed(0)
+    model = AcousticModel(8, 5, hidden_size=16, layers=1, channels=8)
+    history = train_acoustic(model, data.features, data.lengths, data.labels, data.label_lengths, steps=20,
+                             batch_size=16, lr=1e-2, loss="flat", generator=g)
+    assert sum(history["loss"][-4:]) < sum(history["loss"][:4])
 
 
 def test_bad_inputs_name_the_argument():
