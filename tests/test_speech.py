@@ -237,12 +237,16 @@ def test_sortagrad_batches_sorted_in_first_epoch_only():
     assert torch.equal(torch.cat(later), torch.cat(sortagrad_batches(lengths, 3, 0, False, gen(0))))
 
 
-def test_training_lowers_the_loss_and_evaluate_agrees_with_torch_ctc():
-    g = gen(12)
-    alphabet = make_alphabet(4, 8, g)
-    data = make_utterances(alphabet, 64, g, max_chars=4)
+def tiny_setup(seed: int):
+    """A small alphabet, 64 short utterances and a small model, for training tests."""
+    g = gen(seed)
+    data = make_utterances(make_alphabet(4, 8, g), 64, g, max_chars=4)
     torch.manual_seed(0)
-    model = AcousticModel(8, 5, hidden_size=16, layers=1, channels=8)
+    return g, data, AcousticModel(8, 5, hidden_size=16, layers=1, channels=8)
+
+
+def test_training_lowers_the_loss_and_evaluate_agrees_with_torch_ctc():
+    g, data, model = tiny_setup(12)
     history = train_acoustic(model, data.features, data.lengths, data.labels, data.label_lengths, steps=30,
                              batch_size=16, lr=1e-2, generator=g,
                              eval_data=(data.features, data.lengths, data.labels, data.label_lengths), eval_every=10)
@@ -305,11 +309,7 @@ def test_fused_gru_equals_the_loop_with_batch_norm():
 
 
 def test_flat_start_training_runs_and_learns():
-    g = gen(15)
-    alphabet = make_alphabet(4, 8, g)
-    data = make_utterances(alphabet, 64, g, max_chars=4)
-    torch.manual_seed(0)
-    model = AcousticModel(8, 5, hidden_size=16, layers=1, channels=8)
+    g, data, model = tiny_setup(15)
     history = train_acoustic(model, data.features, data.lengths, data.labels, data.label_lengths, steps=20,
                              batch_size=16, lr=1e-2, loss="flat", generator=g)
     assert sum(history["loss"][-4:]) < sum(history["loss"][:4])
