@@ -119,10 +119,9 @@ def ctc_loss(log_probs: torch.Tensor, targets: torch.Tensor, input_lengths: torc
     alpha = emit[0].clone()
     alpha[:, 2:] = _NEG  # a path starts in the first blank or the first label
     alphas = [alpha]
-    for t in range(1, n_frames):
-        one = F.pad(alpha, (1, 0), value=_NEG)[:, :width]
-        two = F.pad(alpha, (2, 0), value=_NEG)[:, :width] + skip_add
-        alpha = torch.logsumexp(torch.stack([alpha, one, two]), 0) + emit[t]
+    for emit_t in emit.unbind(0)[1:]:
+        shifted = F.pad(alpha, (2, 0), value=_NEG)  # shifted[:, s + 2] = alpha[:, s]
+        alpha = torch.logsumexp(torch.stack([alpha, shifted[:, 1:-1], shifted[:, :-2] + skip_add]), 0) + emit_t
         alphas.append(alpha)
     # each utterance's alphas at its own last frame
     in_len_d = in_len.to(device)
