@@ -52,7 +52,8 @@ module               what it holds (chapters)
                      Sort-of-CLEVR (``data.sort_of_clevr``), Markov-chain
                      sequence families (``data.sequences``), passages with
                      paraphrased questions and a knowledge base of facts
-                     (``data.qa``) and seeded
+                     (``data.qa``), speech-like utterances
+                     (``data.speech``) and seeded
                      synthetic tasks (``data.synthetic``)
 ``agents``           tabular environments with a computed complexity, random,
                      greedy, Q-learning and Bayes-mixture agents, 2^-K
@@ -60,6 +61,10 @@ module               what it holds (chapters)
 ``retrieval``        BM25, a dual encoder trained with in-batch negatives,
                      top-k retrieval accuracy (28); RAG-Sequence and
                      RAG-Token marginals and decoding, a passage reader (29)
+``speech``           CTC loss (log-space forward recursion), greedy and
+                     prefix-beam decoding, edit distance and character error
+                     rate, sequence-wise batch-normalised recurrent layers, a
+                     small Deep Speech 2 acoustic model, SortaGrad (21)
 ``metrics``          BLEU, exact match, alignment accuracy, critical path (13,
                      14)
 ``training``         a small, explicit training loop
