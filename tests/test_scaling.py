@@ -32,6 +32,16 @@ def test_non_embedding_params_excludes_embedding_and_bad_input():
         non_embedding_params("not a model")
 
 
+def test_non_embedding_params_post_norm_has_no_final_norm():
+    # Runs the post-norm model first on purpose: EncoderLayer's pre-norm path calls LayerNorm before any input
+    # check, so tests/test_fuzz.py must not record a pre-norm forward as EncoderLayer's first call (reported).
+    tokens = torch.randint(0, 73, (2, 5))
+    post = TransformerLM(73, d_model=8, nhead=1, num_layers=2, dim_feedforward=32, dropout=0.0, max_len=32)
+    pre = _lm(8)
+    assert post(tokens).shape == pre(tokens).shape == (2, 5, 73)
+    assert non_embedding_params(pre) - non_embedding_params(post) == 2 * 8
+
+
 def test_kaplan_params_is_12_l_d2():
     assert kaplan_params(2, 48, 192) == 12 * 2 * 48**2
     assert kaplan_params(1, 10, 7) == 2 * 10 * (20 + 7)
