@@ -58,6 +58,9 @@ module               what it holds (chapters)
 ``agents``           tabular environments with a computed complexity, random,
                      greedy, Q-learning and Bayes-mixture agents, 2^-K
                      weighted universal intelligence (24)
+``scaling``          non-embedding parameter counts, power-law fits with an
+                     irreducible term and error bars, one language model's
+                     training run (22)
 ``retrieval``        BM25, a dual encoder trained with in-batch negatives,
                      top-k retrieval accuracy (28); RAG-Sequence and
                      RAG-Token marginals and decoding, a passage reader (29)
