@@ -87,6 +87,8 @@ class EncoderLayer(nn.Module):
         src_key_padding_mask: torch.Tensor | None = None,
         is_causal: bool = False,
     ) -> torch.Tensor:
+        _checks.tensor("src", src, ndim=3, kind="float")
+        _checks.size_matches("src", src.shape[-1], self.norm1.normalized_shape[0], "last dimension (d_model)")
         if self.norm_first:
             x = src + self._attend(self.norm1(src), src_mask, src_key_padding_mask, is_causal)
             return x + self.dropout(self.feed_forward(self.norm2(x)))

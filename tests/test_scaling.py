@@ -33,8 +33,6 @@ def test_non_embedding_params_excludes_embedding_and_bad_input():
 
 
 def test_non_embedding_params_post_norm_has_no_final_norm():
-    # Runs the post-norm model first on purpose: EncoderLayer's pre-norm path calls LayerNorm before any input
-    # check, so tests/test_fuzz.py must not record a pre-norm forward as EncoderLayer's first call (reported).
     tokens = torch.randint(0, 73, (2, 5))
     post = TransformerLM(73, d_model=8, nhead=1, num_layers=2, dim_feedforward=32, dropout=0.0, max_len=32)
     pre = _lm(8)

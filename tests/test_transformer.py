@@ -573,3 +573,15 @@ def test_transformer_lm_rejects_bad_inputs():
         lm(torch.zeros(1, 5, dtype=torch.long))
     with pytest.raises(ValueError, match="vocab_size"):
         TransformerLM(0)
+
+
+@pytest.mark.parametrize("norm_first", [False, True])
+@pytest.mark.parametrize(
+    "src,exc",
+    [(torch.zeros(2, 3), ValueError), (torch.zeros(2, 3, 5), ValueError), (torch.zeros(2, 3, 4).long(), TypeError)],
+)
+def test_encoder_layer_rejects_bad_src_in_either_norm_order(norm_first, src, exc):
+    """Pre-norm once called LayerNorm before any check, so a bad input raised torch's RuntimeError."""
+    layer = EncoderLayer(4, 2, 6, dropout=0.0, norm_first=norm_first)
+    with pytest.raises(exc, match="src"):
+        layer(src)
