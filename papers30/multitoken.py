@@ -135,6 +135,9 @@ class SpeculativeResult:
     drafted: int
     accepted: int
 
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
     @property
     def acceptance_rate(self) -> float:
         """Fraction of drafted tokens that were accepted."""
@@ -160,7 +163,8 @@ def self_speculative_generate(model: MultiTokenLM, prompt: torch.Tensor, steps: 
     token, which (like ``g``) is exact, and the same pass's heads at that
     position draft the next block. Every kept token is head 1's argmax given
     its prefix, so the output equals :func:`greedy_generate`'s; a pass emits
-    between 1 and ``k`` tokens. ``k`` defaults to ``model.n_future``.
+    between 1 and ``k`` tokens, so ``steps`` tokens take between
+    ``1 + ceil((steps - 1) / k)`` and ``steps`` passes. ``k`` defaults to ``model.n_future``.
     """
     _check_model(model)
     _checks.tensor("prompt", prompt, ndim=1, kind="int")
@@ -176,10 +180,10 @@ def self_speculative_generate(model: MultiTokenLM, prompt: torch.Tensor, steps: 
     draft = torch.stack([model.head_logits(z, i)[0, -1].argmax() for i in range(1, k + 1)])  # draft[0] exact
     seq, passes, drafted, accepted = prompt.clone(), 1, 0, 0
     while (left := steps - (seq.numel() - prompt.numel())) > 0:
-        m = min(k, left)
-        if m == 1:  # one token to go: draft[0] is already head 1's greedy token
+        if left == 1:  # one token to go: draft[0] is already head 1's greedy token
             seq = torch.cat([seq, draft[:1]])
             break
+        m = min(k, left)
         start = seq.numel()  # position of draft[0] in the block
         z = model.trunk.hidden(torch.cat([seq, draft[:m]])[None])
         passes += 1
