@@ -20,6 +20,7 @@ Shapes: ``B`` batch, ``T`` sequence length, ``N`` number of heads
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -253,16 +254,25 @@ def answer_accuracy(model: MultiTokenLM, tokens: torch.Tensor, answer: torch.Ten
     return hit.float().mean().item()
 
 
+@_checks.record
+class InductionRun(NamedTuple):
+    """What :func:`train_induction` returns: the trained model and its per-step next-token losses."""
+
+    model: MultiTokenLM
+    losses: list
+
+
 def train_induction(n_future: int, steps: int, seed: int, batch_size: int = 32, length: int = 24,
                     vocab_size: int = 16, d_model: int = 32, nhead: int = 2, dim_feedforward: int = 64,
-                    num_layers: int = 1, lr: float = 3e-3, stop_after: int | None = None) -> tuple[MultiTokenLM, list[float]]:
+                    num_layers: int = 1, lr: float = 3e-3, stop_after: int | None = None) -> InductionRun:
     """Train a :class:`MultiTokenLM` on :func:`induction_batch` data with :func:`multi_token_loss`.
 
     The batches depend only on ``seed`` (not on ``n_future``), so models with
     different ``n_future`` see the same data in the same order; the weights
     are initialised from ``seed`` too. Adam at learning rate ``lr``; ``num_layers``
     trunk layers. Returns the model and the per-step next-token (head 1)
-    losses; ``stop_after`` ends training early (for replaying the start).
+    losses as an :class:`InductionRun`; ``stop_after`` ends training early
+    (for replaying the start).
     """
     for name, value in (("n_future", n_future), ("steps", steps), ("batch_size", batch_size)):
         _checks.positive_int(name, value)
@@ -284,7 +294,7 @@ def train_induction(n_future: int, steps: int, seed: int, batch_size: int = 32, 
         loss.backward()
         opt.step()
         losses.append(F.cross_entropy(logits[:, :-1, 0].reshape(-1, vocab_size), tokens[:, 1:].reshape(-1)).item())
-    return model, losses
+    return InductionRun(model, losses)
 
 
 def _check_model(model: object) -> None:

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from papers30.multitoken import (
+    InductionRun,
     MultiTokenLM,
     SpeculativeResult,
     answer_accuracy,
@@ -177,7 +178,9 @@ def test_train_induction_same_batches_and_learns():
     assert len(l1) == len(l4) == 3 and m4.n_future == 4
     # the first step's next-token loss is computed before any update, from the same batch and trunk init
     assert all(math.isfinite(x) for x in l1 + l4)
-    _, short = train_induction(1, 3, seed=0, batch_size=4, stop_after=2)
+    run = train_induction(1, 3, seed=0, batch_size=4, stop_after=2)
+    assert isinstance(run, InductionRun) and run.model.n_future == 1
+    short = run.losses
     assert short == l1[:2]
     _, long = train_induction(1, 60, seed=1, batch_size=16, lr=1e-2)
     assert sum(long[-10:]) / 10 < sum(long[:10]) / 10
@@ -199,3 +202,8 @@ def test_bad_input():
         train_induction(1, 1, 0, lr=-1.0)
     with pytest.raises(ValueError, match="n_future"):
         MultiTokenLM(5, n_future=0)
+
+
+def test_induction_run_checks_fields():
+    with pytest.raises(TypeError, match="model"):
+        InductionRun("not a model", [1.0])
