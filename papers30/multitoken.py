@@ -225,14 +225,13 @@ def induction_batch(batch: int, length: int, vocab_size: int, generator: torch.G
     if 2 * max_segment > length:
         raise ValueError(f"length must be at least 2 * max_segment = {2 * max_segment}, got {length}")
     tokens = torch.randint(0, vocab_size, (batch, length), generator=generator)
-    answer = torch.zeros(batch, length, dtype=torch.bool)
-    seg = torch.randint(min_segment, max_segment + 1, (batch,), generator=generator)
-    for b in range(batch):
-        n = int(seg[b])
-        at = int(torch.randint(0, length - 2 * n + 1, (1,), generator=generator))
-        for t in range(at + n, length):  # the segment, repeated to the end of the row
-            tokens[b, t] = tokens[b, t - n]
-        answer[b, at + n + 1:] = True
+    seg = torch.randint(min_segment, max_segment + 1, (batch, 1), generator=generator)  # L per row
+    at = (torch.rand(batch, 1, generator=generator) * (length - 2 * seg + 1)).long()  # start, 0..T - 2L
+    t = torch.arange(length)[None]
+    # the segment, repeated to the end of the row: position t >= at + L copies at + (t - at - L) mod L
+    source = torch.where(t >= at + seg, at + (t - at - seg) % seg, t)
+    tokens = tokens.gather(1, source)
+    answer = t >= at + seg + 1
     return tokens, answer
 
 
