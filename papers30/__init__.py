@@ -47,6 +47,8 @@ module               what it holds (chapters)
 ``transformer``      sinusoidal positions, encoder-decoder Transformer, a
                      decoder-only language model, label smoothing, warm-up
                      schedule, greedy decoding (13, 22, 27, 30)
+``multitoken``       multi-token prediction heads on a shared trunk, their
+                     loss, self-speculative decoding, an induction task (27)
 ``data``             committed text and images (``data.text``, ``data.images``),
                      geometry (``data.geometry``), molecules (``data.graphs``),
                      Sort-of-CLEVR (``data.sort_of_clevr``), Markov-chain
