@@ -34,8 +34,23 @@ class FakeCache:
             raise KeyError(path)
         return SimpleNamespace(pk=hash(path) % 10_000)
 
-    def remove_cache_record(self, pk):
+    def remove_cache(self, pk):
         self.removed.append(pk)
+
+
+def test_fake_cache_has_the_real_caches_methods():
+    """Reference: jupyter_cache's JupyterCacheBase. The fake once had a method the real cache lacks, so a
+    rebuild after a package edit crashed while these tests passed."""
+    import inspect
+
+    from jupyter_cache.cache.main import JupyterCacheBase
+
+    for name, method in inspect.getmembers(FakeCache, inspect.isfunction):
+        if name.startswith("_"):
+            continue
+        real = getattr(JupyterCacheBase, name, None)
+        assert real is not None, f"jupyter_cache has no {name}"
+        assert list(inspect.signature(method).parameters) == list(inspect.signature(real).parameters)[:2]
 
 
 @pytest.fixture

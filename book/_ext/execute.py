@@ -126,7 +126,7 @@ def outdated(cache, stamps: dict[str, str]) -> tuple[list[Path], dict[str, str]]
             todo.append(path)
             continue
         if stamps.get(key) != hashes[key]:
-            cache.remove_cache_record(record.pk)
+            cache.remove_cache(record.pk)
             todo.append(path)
     return todo, hashes
 
