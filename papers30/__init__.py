@@ -58,6 +58,9 @@ module               what it holds (chapters)
                      weighted universal intelligence (24)
 ``retrieval``        BM25, a dual encoder trained with in-batch negatives,
                      top-k retrieval accuracy (28, 29)
+``context``          long-context evaluation: synthetic key-value retrieval,
+                     accuracy by position with Wilson intervals, U-margin,
+                     attention on the relevant item (30)
 ``metrics``          BLEU, exact match, alignment accuracy, critical path (13,
                      14)
 ``training``         a small, explicit training loop
