@@ -16,7 +16,7 @@ from papers30.transformer import TransformerLM
 def small_model(n_pairs=4, n_keys=6, n_values=5, seed=0):
     torch.manual_seed(seed)
     return TransformerLM(kv_vocab_size(n_keys, n_values), d_model=16, nhead=2, num_layers=2, dim_feedforward=32,
-                         dropout=0.0, norm_first=True, max_len=2 * n_pairs + 2)
+                         dropout=0.0, norm_first=False, max_len=2 * n_pairs + 2)
 
 
 def test_vocab_size():
@@ -66,9 +66,9 @@ def test_training_lowers_the_loss_and_stops_at_the_target():
 
 
 def manual_attention(layer, x):
-    """Causal softmax(q k^T / sqrt(E)) of one pre-norm layer from its weights, ``(B, H, T, T)``."""
+    """Causal softmax(q k^T / sqrt(E)) of one post-norm layer from its weights, ``(B, H, T, T)``."""
     attn = layer.self_attn
-    h = layer.norm1(x)
+    h = x  # post-norm: the layer attends over its input; LayerNorm comes after the residual sum
     B, T, D = h.shape
     H, E = attn.num_heads, attn.head_dim
     q = (h @ attn.q_proj.weight.T + attn.q_proj.bias).view(B, T, H, E).transpose(1, 2)
