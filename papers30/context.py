@@ -142,6 +142,49 @@ def train_kv_retrieval(model: nn.Module, n_pairs: int, n_keys: int, n_values: in
 
 
 @dataclass
+class KVRun:
+    """A model trained by :func:`train_kv_model`, its per-step ``losses`` and training ``accuracies``, and the
+    ``generator`` it drew its training batches from (continue drawing test contexts from it)."""
+
+    model: nn.Module
+    losses: list
+    accuracies: list
+    generator: torch.Generator
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+
+
+def train_kv_model(seed: int, n_pairs: int, n_keys: int, n_values: int, *, d_model: int = 64, nhead: int = 2,
+                   num_layers: int = 2, steps: int = 1500, batch_size: int = 64, lr: float = 1e-3,
+                   target_accuracy: float | None = 0.5, window: int = 25, stop_after: int | None = None) -> KVRun:
+    """Seed everything with ``seed``, build a pre-norm :class:`~papers30.transformer.TransformerLM` (no
+    dropout, feed-forward width ``2 * d_model``) and train it with :func:`train_kv_retrieval`.
+
+    ``stop_after`` ends training after that many steps without changing
+    anything else (for replaying the first steps of a recorded run). All
+    arguments are plain JSON values, so the call can be traced and replayed.
+    """
+    from papers30.runtime import generator, seed_everything
+    from papers30.transformer import TransformerLM
+
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    if stop_after is not None:
+        _checks.positive_int("stop_after", stop_after)
+    vocab = kv_vocab_size(n_keys, n_values)
+    seed_everything(seed)
+    g = generator(seed)
+    model = TransformerLM(vocab, d_model=d_model, nhead=nhead, num_layers=num_layers, dim_feedforward=2 * d_model,
+                          dropout=0.0, norm_first=True, max_len=2 * n_pairs + 2)
+    run_steps = steps if stop_after is None else min(_checks.positive_int("steps", steps), stop_after)
+    losses, accuracies = train_kv_retrieval(model, n_pairs, n_keys, n_values, steps=run_steps,
+                                            batch_size=batch_size, lr=lr, target_accuracy=target_accuracy,
+                                            window=window, generator=g)
+    return KVRun(model, losses, accuracies, g)
+
+
+@dataclass
 class PositionEval:
     """Evaluation with the relevant pair at every position, ``per_position`` contexts each.
 
@@ -265,6 +308,6 @@ def shuffled_u_margin(correct: torch.Tensor, positions: torch.Tensor, n_position
     return u_margin((successes / trials).float(), fraction)
 
 
-__all__ = ["KVBatch", "PositionEval", "Z95", "answer_logits", "edge_bins", "evaluate_by_position", "kv_retrieval",
-           "kv_vocab_size", "position_accuracy", "shuffled_u_margin", "train_kv_retrieval", "u_margin",
+__all__ = ["KVBatch", "KVRun", "PositionEval", "Z95", "answer_logits", "edge_bins", "evaluate_by_position", "kv_retrieval",
+           "kv_vocab_size", "position_accuracy", "shuffled_u_margin", "train_kv_model", "train_kv_retrieval", "u_margin",
            "wilson_interval"]

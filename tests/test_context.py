@@ -163,3 +163,14 @@ def test_bad_inputs():
         train_kv_retrieval(small_model(), 4, 6, 5, steps=1, lr=-1.0)
     with pytest.raises(ValueError, match="positions"):
         position_accuracy(torch.ones(2, dtype=torch.bool), torch.tensor([0, 3]), 3)
+
+
+def test_train_kv_model_is_seeded_and_stops_after():
+    from papers30.context import KVRun, train_kv_model
+
+    a = train_kv_model(3, 4, 6, 5, d_model=16, steps=30, target_accuracy=None)
+    b = train_kv_model(3, 4, 6, 5, d_model=16, steps=30, target_accuracy=None, stop_after=10)
+    assert isinstance(a, KVRun) and len(a.losses) == 30 and len(b.losses) == 10
+    assert a.losses[:10] == b.losses  # the same seed replays the same first steps
+    with pytest.raises(ValueError, match="stop_after"):
+        train_kv_model(3, 4, 6, 5, stop_after=0)
