@@ -70,6 +70,9 @@ module               what it holds (chapters)
                      prefix-beam decoding, edit distance and character error
                      rate, sequence-wise batch-normalised recurrent layers, a
                      small Deep Speech 2 acoustic model, SortaGrad (21)
+``context``          long-context evaluation: synthetic key-value retrieval,
+                     accuracy by position with Wilson intervals, U-margin,
+                     attention on the relevant item (30)
 ``metrics``          BLEU, exact match, alignment accuracy, critical path (13,
                      14)
 ``training``         a small, explicit training loop
