@@ -42,7 +42,7 @@ test: $(STAMP)
 	$(JB) --all
 	$(JB) --builder singlehtml
 	$(BIN)/python book/_ext/pdf.py $(BUILD)/singlehtml $(BUILD)/pdf/papers30.pdf
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest --durations=30
 
 # The reader notebooks (notebooks/NN_slug.ipynb) that the Colab, Binder and
 # download buttons open: each chapter without MyST syntax, with this build's
