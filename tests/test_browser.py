@@ -86,24 +86,51 @@ RENDERED = """() => {
 }"""
 
 
+_REPORTS: dict[str, dict] = {}
+
+
+def page_report(browser, site_url: str, page_path: str) -> dict:
+    """Load ``page_path`` once (desktop size) and gather what the render and accessibility tests check.
+
+    One page load serves both tests, which halves the slowest part of the browser suite; each test
+    still asserts only its own part.
+    """
+    if page_path not in _REPORTS:
+        page, errors, blocked = open_page(browser, f"{site_url}/{page_path}.html")
+        try:
+            page.wait_for_function(RENDERED, timeout=30_000)
+            report = {
+                "mermaid": page.locator("pre.mermaid").count(),
+                "svgs": page.locator("pre.mermaid svg").count(),
+                "labels": page.eval_on_selector_all("pre.mermaid svg",
+                                                    "els => els.map(e => e.textContent.trim().length)"),
+                "merror": page.locator("mjx-merror").count(),
+            }
+            page.wait_for_timeout(200)
+            report["errors"], report["blocked"] = list(errors), list(blocked)
+            page.add_script_tag(path=axe_script())
+            result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
+            report["violations"] = [
+                f"{v['id']} ({v['impact']}): {v['help']} x{len(v['nodes'])} e.g. {v['nodes'][0]['target']}"
+                for v in result["violations"] if v["impact"] in ("critical", "serious")]
+            report["missing_alt"] = page.eval_on_selector_all(
+                "img", "els => els.filter(e => !e.getAttribute('alt')).map(e => e.src)")
+        finally:
+            page.context.close()
+        _REPORTS[page_path] = report
+    return _REPORTS[page_path]
+
+
 @pytest.mark.parametrize("page_path", toc_files())
 def test_page_renders_offline(browser, site_url, page_path):
-    page, errors, blocked = open_page(browser, f"{site_url}/{page_path}.html")
-    try:
-        page.wait_for_function(RENDERED, timeout=30_000)
-        n_mermaid = page.locator("pre.mermaid").count()
-        svgs = page.locator("pre.mermaid svg").count()
-        assert svgs == n_mermaid, f"{svgs} of {n_mermaid} Mermaid blocks rendered"
-        if n_mermaid:
-            # every diagram carries its labels as text
-            labels = page.eval_on_selector_all("pre.mermaid svg", "els => els.map(e => e.textContent.trim().length)")
-            assert min(labels) > 0, "a Mermaid diagram rendered without labels"
-        assert page.locator("mjx-merror").count() == 0, "MathJax reported a TeX error"
-        page.wait_for_timeout(200)
-        assert errors == [], f"console errors: {errors}"
-        assert blocked == [], f"requests to other origins: {blocked}"
-    finally:
-        page.context.close()
+    report = page_report(browser, site_url, page_path)
+    assert report["svgs"] == report["mermaid"], f"{report['svgs']} of {report['mermaid']} Mermaid blocks rendered"
+    if report["mermaid"]:
+        # every diagram carries its labels as text
+        assert min(report["labels"]) > 0, "a Mermaid diagram rendered without labels"
+    assert report["merror"] == 0, "MathJax reported a TeX error"
+    assert report["errors"] == [], f"console errors: {report['errors']}"
+    assert report["blocked"] == [], f"requests to other origins: {report['blocked']}"
 
 
 def test_chapter_13_typesets_its_equations(browser, site_url):
@@ -244,15 +271,6 @@ def axe_script() -> str:
 @pytest.mark.parametrize("page_path", toc_files())
 def test_accessibility_has_no_serious_violations(browser, site_url, page_path):
     """axe-core (bundled by axe-playwright-python) on every page: no critical or serious violations."""
-    page, errors, blocked = open_page(browser, f"{site_url}/{page_path}.html")
-    try:
-        page.wait_for_function(RENDERED, timeout=30_000)
-        page.add_script_tag(path=axe_script())
-        result = page.evaluate("async () => await axe.run(document, {resultTypes: ['violations']})")
-        bad = [f"{v['id']} ({v['impact']}): {v['help']} x{len(v['nodes'])} e.g. {v['nodes'][0]['target']}"
-               for v in result["violations"] if v["impact"] in ("critical", "serious")]
-        assert bad == [], "\n".join(bad)
-        missing_alt = page.eval_on_selector_all("img", "els => els.filter(e => !e.getAttribute('alt')).map(e => e.src)")
-        assert missing_alt == [], f"images without alt text: {missing_alt}"
-    finally:
-        page.context.close()
+    report = page_report(browser, site_url, page_path)
+    assert report["violations"] == [], "\n".join(report["violations"])
+    assert report["missing_alt"] == [], f"images without alt text: {report['missing_alt']}"
