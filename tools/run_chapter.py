@@ -24,22 +24,17 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def execute(chapter: int, out: Path, env: dict[str, str], timeout: int | None = 600):
-    """Execute chapter ``chapter`` with ``env`` added; return (notebook, seconds, error or None, cpu seconds).
+def run_in_fresh_kernel(nb, workdir: Path, env: dict[str, str], timeout: int | None = 600):
+    """Execute notebook ``nb`` in place in a fresh kernel from ``workdir`` with ``env`` added.
 
-    The CPU seconds are the kernel's own (user + system): on a busy machine the
-    wall time grows while the CPU time stays what the chapter costs alone.
+    Returns (seconds, error or None, cpu seconds). The CPU seconds are the
+    kernel's own (user + system): on a busy machine the wall time grows while
+    the CPU time stays what the notebook costs alone.
     """
     import resource
 
-    import nbformat
-    from myst_nb.core.read import read_myst_markdown_notebook
     from nbclient import NotebookClient
 
-    from papers30.provenance import chapter_source
-
-    path = chapter_source(chapter)
-    nb = read_myst_markdown_notebook(path.read_text("utf8"), path=str(path))
     old = {k: os.environ.get(k) for k in env}
     os.environ.update(env)
     start = time.perf_counter()
@@ -47,7 +42,7 @@ def execute(chapter: int, out: Path, env: dict[str, str], timeout: int | None = 
     error = None
     try:
         NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
+                       resources={"metadata": {"path": str(workdir)}}).execute()
     except Exception as err:  # noqa: BLE001 - reported, not hidden
         error = f"{type(err).__name__}: {err}"
     finally:
@@ -59,6 +54,19 @@ def execute(chapter: int, out: Path, env: dict[str, str], timeout: int | None = 
     seconds = time.perf_counter() - start
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    return seconds, error, cpu
+
+
+def execute(chapter: int, out: Path, env: dict[str, str], timeout: int | None = 600):
+    """Execute chapter ``chapter`` with ``env`` added; return (notebook, seconds, error or None, cpu seconds)."""
+    import nbformat
+    from myst_nb.core.read import read_myst_markdown_notebook
+
+    from papers30.provenance import chapter_source
+
+    path = chapter_source(chapter)
+    nb = read_myst_markdown_notebook(path.read_text("utf8"), path=str(path))
+    seconds, error, cpu = run_in_fresh_kernel(nb, path.parent, env, timeout)
     out.mkdir(parents=True, exist_ok=True)
     nbformat.write(nb, out / f"ch{chapter:02d}.ipynb")
     return nb, seconds, error, cpu

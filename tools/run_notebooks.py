@@ -17,43 +17,25 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tools"))
 
 from machine import cores, cpu_name  # noqa: E402
+from run_chapter import run_in_fresh_kernel  # noqa: E402
 
 
 def run(path: Path, threads: int, timeout: int) -> dict:
     """Execute one notebook in a fresh kernel; return its wall and CPU seconds and first error."""
     import nbformat
-    from nbclient import NotebookClient
 
     nb = nbformat.read(path, as_version=4)
     env = {"PAPERS30_THREADS": str(threads), "OMP_NUM_THREADS": str(threads), "MPLBACKEND": "Agg"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    before = resource.getrusage(resource.RUSAGE_CHILDREN)
-    start = time.perf_counter()
-    error = None
-    try:
-        NotebookClient(nb, timeout=timeout, kernel_name="python3",
-                       resources={"metadata": {"path": str(path.parent)}}).execute()
-    except Exception as err:  # noqa: BLE001 - reported, not hidden
-        error = f"{type(err).__name__}: {str(err)[-400:]}"
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
-    seconds = time.perf_counter() - start
-    after = resource.getrusage(resource.RUSAGE_CHILDREN)
-    cpu = (after.ru_utime + after.ru_stime) - (before.ru_utime + before.ru_stime)
+    seconds, error, cpu = run_in_fresh_kernel(nb, path.parent, env, timeout)
+    if error is not None:
+        error = error[-400:]
     return {"notebook": path.name, "wall_seconds": round(seconds, 1), "cpu_seconds": round(cpu, 1), "error": error}
 
 
