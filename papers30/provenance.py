@@ -6,10 +6,11 @@ Two jobs share one idea, that a result is tied to the exact code behind it.
   directly or through other modules, with the chapter's own entries of the
   data file. The book's executor re-runs a chapter only when this hash (or
   the chapter's source) changes. A recorded run is flagged *stale* when
-  :func:`run_hash`, the same hash restricted to the code that computes
-  numbers (without the presentation modules: argument checks, display,
-  ledger, registry, provenance, plotting) and to the chapter's declared
-  criteria, no longer matches the one it was recorded with.
+  :func:`run_hash`, over the package definitions the chapter's code can
+  reach (functions, classes and constants, followed name by name, without
+  docstrings, argument validation or the presentation modules: checks,
+  display, ledger, registry, provenance, plotting) and the chapter's
+  declared criteria, no longer matches the one it was recorded with.
 * A **recorded larger run** is a chapter executed at a larger scale by
   ``make reproduce CH=NN`` (on a GPU when there is one, otherwise a long CPU
   run). It is saved to ``book/results/chNN.json`` with its command, commit,
@@ -22,6 +23,7 @@ Two jobs share one idea, that a result is tied to the exact code behind it.
 from __future__ import annotations
 
 import ast
+import copy
 import hashlib
 import importlib
 import json
@@ -146,9 +148,45 @@ def run_files(chapter: int, source: str | None = None) -> list[Path]:
     return files
 
 
+_INSPECT = frozenset({"isinstance", "issubclass", "type", "len", "callable"})
+
+
 class _StripChecks(ast.NodeTransformer):
     """Remove what cannot change a computed number: docstrings, ``_checks`` calls and decorators,
-    and ``if ...: raise ...`` blocks (argument validation)."""
+    ``if ...: raise ...`` blocks (argument validation), functions and methods left empty by that,
+    and the statements that only call them (``self._check_shapes(x)``)."""
+
+    def __init__(self) -> None:
+        self._functions: set[str] = set()  # module-level functions that only validate
+        self._methods: set[str] = set()  # methods of the class being visited that only validate
+
+    @staticmethod
+    def _validation_only(body: list[ast.stmt]) -> set[str]:
+        names = set()
+        for stmt in body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                probe = _StripChecks().visit(copy.deepcopy(stmt))
+                if not _StripChecks._live(probe.body):
+                    names.add(stmt.name)
+        return names
+
+    def _calls_validator(self, call: ast.Call) -> bool:
+        func = call.func
+        if isinstance(func, ast.Name):
+            return func.id in self._functions
+        return (isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name)
+                and func.value.id in ("self", "cls") and func.attr in self._methods)
+
+    def visit_Module(self, node: ast.Module) -> ast.AST:
+        self._functions = self._validation_only(node.body)
+        return self.generic_visit(node)
+
+    def visit_ClassDef(self, node: ast.ClassDef) -> ast.AST:
+        outer, self._methods = self._methods, self._validation_only(node.body)
+        try:
+            return self.generic_visit(node)
+        finally:
+            self._methods = outer
 
     @staticmethod
     def _is_check_call(node: ast.AST) -> bool:
@@ -161,7 +199,8 @@ class _StripChecks(ast.NodeTransformer):
             if i == 0 and isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) \
                     and isinstance(stmt.value.value, str):
                 continue  # docstring
-            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and self._is_check_call(stmt.value):
+            if isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Call) and (
+                    self._is_check_call(stmt.value) or self._calls_validator(stmt.value)):
                 continue
             if isinstance(stmt, ast.ImportFrom) and [a.name for a in stmt.names] == ["_checks"]:
                 continue
@@ -172,10 +211,46 @@ class _StripChecks(ast.NodeTransformer):
                     and not self._body(stmt.body):
                 continue  # a loop that only validates
             stmt = self.visit(stmt)
-            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)) and not stmt.body:
-                continue  # a method that only validated (``__post_init__`` and the like)
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                stmt.body = self._live(stmt.body)
+                if not stmt.body:
+                    continue  # a method that only validated (``__post_init__`` and the like)
             out.append(stmt)
         return out
+
+    @staticmethod
+    def _live(body: list[ast.stmt]) -> list[ast.stmt]:
+        """A function body without what validation left behind: assignments of call-free
+        expressions to local names nothing reads (``hidden = h.shape[-1]``), and call-free ``if``
+        and ``for`` statements left with nothing but ``continue`` or ``pass``."""
+
+        def pure(node: ast.AST) -> bool:  # no calls but to builtins that only inspect
+            return not any(isinstance(n, (ast.Await, ast.Yield, ast.YieldFrom, ast.NamedExpr)) or (
+                isinstance(n, ast.Call) and not (isinstance(n.func, ast.Name) and n.func.id in _INSPECT))
+                for n in ast.walk(node))
+
+        def prune(stmts: list[ast.stmt], read: set[str]) -> list[ast.stmt]:
+            out = []
+            for stmt in stmts:
+                if isinstance(stmt, ast.Assign) and pure(stmt.value) and all(
+                        isinstance(t, ast.Name) and t.id not in read for t in stmt.targets):
+                    continue
+                if isinstance(stmt, (ast.If, ast.For)) and not stmt.orelse:
+                    head = stmt.test if isinstance(stmt, ast.If) else stmt.iter
+                    inner = prune(stmt.body, read)
+                    if pure(head) and all(isinstance(s, (ast.Continue, ast.Pass)) for s in inner):
+                        continue
+                    stmt.body = inner or [ast.Pass()]
+                out.append(stmt)
+            return out
+
+        while True:
+            read = {n.id for stmt in body for n in ast.walk(stmt)
+                    if isinstance(n, ast.Name) and not isinstance(n.ctx, ast.Store)}
+            pruned = prune(copy.deepcopy(body), read)
+            if ast.dump(ast.Module(body=pruned, type_ignores=[])) == ast.dump(ast.Module(body=body, type_ignores=[])):
+                return pruned
+            body = pruned
 
     def generic_visit(self, node: ast.AST) -> ast.AST:
         for field in ("body", "orelse", "finalbody"):
@@ -200,14 +275,181 @@ def code_fingerprint(text: str | bytes, name: str = "") -> bytes:
     return ast.dump(tree, include_attributes=False).encode()
 
 
+class _Scope:
+    """One module, as reachability sees it: its top-level definitions (validation stripped), the
+    ``papers30`` names it imports anywhere in its body, and its other top-level statements."""
+
+    def __init__(self, name: str, text: bytes, is_package: bool) -> None:
+        self.name = name
+        try:
+            tree = _StripChecks().visit(ast.parse(text))
+        except SyntaxError:
+            tree = ast.Module(body=[], type_ignores=[])  # a file missing at a commit, or unreadable
+        self.defs: dict[str, list[ast.stmt]] = {}
+        self.aliases: dict[str, tuple[str, str | None]] = {}  # local name -> (module, attribute or None)
+        self.rest: list[ast.stmt] = []
+        package = name if is_package else name.rpartition(".")[0]
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                if node.level:
+                    base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])
+                    module = f"{base}.{node.module}" if node.module else base
+                else:
+                    module = node.module or ""
+                if module.split(".")[0] == "papers30":
+                    for a in node.names:
+                        self.aliases[a.asname or a.name] = (module, a.name)
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.split(".")[0] == "papers30":
+                        self.aliases[a.asname or "papers30"] = (a.name if a.asname else "papers30", None)
+        for stmt in tree.body:
+            if isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                self.defs.setdefault(stmt.name, []).append(stmt)
+            elif isinstance(stmt, (ast.Assign, ast.AnnAssign)) and all(
+                    isinstance(t, ast.Name) for t in (stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target])):
+                for t in stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]:
+                    self.defs.setdefault(t.id, []).append(stmt)
+            elif isinstance(stmt, (ast.Import, ast.ImportFrom)):
+                for a in stmt.names:  # other libraries' names count where a reached definition uses them
+                    local = a.asname or a.name.split(".")[0]
+                    if local not in self.aliases:
+                        self.defs.setdefault(local, []).append(stmt)
+            else:
+                self.rest.append(stmt)
+
+
+def _chapter_code(text: str) -> bytes:
+    """The code cells of a MyST chapter that parse, joined (tags and IPython magics removed)."""
+    cells = []
+    for cell in re.findall(r"^```\{code-cell\}[^\n]*\n(.*?)^```", text, re.S | re.M):
+        lines = [ln for ln in re.sub(r"^:[\w-]+:.*$", "", cell, flags=re.M).splitlines()
+                 if not ln.lstrip().startswith(("%", "!"))]
+        try:
+            ast.parse("\n".join(lines))
+        except SyntaxError:
+            continue
+        cells.append("\n".join(lines))
+    return "\n".join(cells).encode()
+
+
+_CHAPTER = "papers30.<chapter>"  # the chapter's own code: followed, never kept
+
+
+def run_definitions(chapter: int, source: str | None = None,
+                    read: Callable[[Path], bytes] | None = None) -> dict[str, bytes]:
+    """What can change chapter ``chapter``'s numbers, by definition: ``"module:name"`` -> fingerprint.
+
+    Starting from the names the chapter's code cells import from ``papers30``,
+    follow every name a reached definition uses (through imports, re-exports
+    and ``module.attribute``) to the functions, classes and assignments it
+    resolves to, and keep each one's syntax tree without validation (as
+    :func:`code_fingerprint` does). A module used as a value rather than
+    through an attribute counts whole. A reached module's other top-level
+    statements count too (key ``"module:"``), and so do the data assets
+    (key ``"assets/NAME"``) when the chapter uses ``papers30.data``.
+    Definitions in the :data:`PRESENTATION` modules are followed, not kept.
+    A function or class no run of the chapter can reach (added for another
+    chapter, say) does not count, so editing it leaves a recorded run current.
+    ``read`` reads a file (default: from disk; ``tools/restamp.py`` reads a commit).
+    """
+    read = read or _read
+    text = source if source is not None else chapter_source(chapter).read_text(encoding="utf-8")
+    scopes: dict[str, _Scope | None] = {}
+
+    def scope(module: str) -> _Scope | None:
+        if module not in scopes:
+            path = _module_file(module)
+            scopes[module] = None if path is None else _Scope(module, read(path), path.name == "__init__.py")
+        return scopes[module]
+
+    kept: dict[str, bytes] = {}
+    todo: list[tuple[str, str | None]] = []
+    done: set[tuple[str, str | None]] = set()
+    chapter_scope = scopes[_CHAPTER] = _Scope(_CHAPTER, _chapter_code(text), False)
+
+    def resolve(module: str, name: str, hops: int = 0) -> tuple[str, str | None] | None:
+        """Where ``name`` as seen from ``module`` is defined: ``(module, name)``, or ``(module, None)``."""
+        sc = scope(module)
+        if sc is None or hops > 20:
+            return None
+        if name in sc.defs:
+            return (module, name)
+        if name in sc.aliases:
+            target, attr = sc.aliases[name]
+            return (target, None) if attr is None else attribute(target, attr, hops + 1)
+        return None
+
+    def attribute(module: str, attr: str, hops: int = 0) -> tuple[str, str | None] | None:
+        sc = scope(module)
+        if (sc is None or (attr not in sc.defs and attr not in sc.aliases)) \
+                and _module_file(f"{module}.{attr}") is not None:
+            return (f"{module}.{attr}", None)  # a submodule, unless the package binds the name itself
+        return resolve(module, attr, hops)
+
+    def uses(module: str, nodes: list[ast.stmt]) -> None:
+        parents: dict[ast.AST, ast.AST] = {}
+        for root in nodes:
+            for node in ast.walk(root):
+                for child in ast.iter_child_nodes(node):
+                    parents[child] = node
+        for root in nodes:
+            for node in ast.walk(root):
+                if not isinstance(node, ast.Name):
+                    continue
+                target = resolve(module, node.id)
+                at: ast.AST = node
+                while target is not None and target[1] is None and isinstance(parents.get(at), ast.Attribute):
+                    at = parents[at]
+                    target = attribute(target[0], at.attr)
+                if target is not None:
+                    todo.append(target)
+
+    uses(_CHAPTER, chapter_scope.rest + [stmt for stmts in chapter_scope.defs.values() for stmt in stmts])
+    for module, attr in chapter_scope.aliases.values():  # every function or class imported by name counts
+        target = attribute(module, attr) if attr is not None else None
+        if target is not None and target[1] is not None:
+            todo.append(target)
+    while todo:
+        item = todo.pop()
+        if item in done:
+            continue
+        done.add(item)
+        module, name = item
+        sc = scope(module)
+        if sc is None:
+            continue
+        if name is not None and name not in sc.defs:
+            target = resolve(module, name)
+            if target is not None:
+                todo.append(target)
+            continue
+        path = _module_file(module)
+        presentation = module == _CHAPTER or (path is not None and path.parent == PACKAGE and path.name in PRESENTATION)
+        if (module, "") not in done:  # the module's other statements, once
+            done.add((module, ""))
+            uses(module, sc.rest)
+            if not presentation and sc.rest:
+                kept[f"{module}:"] = ast.dump(ast.Module(body=sc.rest, type_ignores=[])).encode()
+        for def_name in ([name] if name is not None else list(sc.defs)):
+            stmts = sc.defs[def_name]
+            uses(module, stmts)
+            if not presentation:
+                kept[f"{module}:{def_name}"] = ast.dump(ast.Module(body=stmts, type_ignores=[])).encode()
+    if any(m == "papers30.data" or m.startswith("papers30.data.") for m, _ in done):
+        for f in sorted((PACKAGE / "data" / "assets").glob("*")):
+            kept[f"assets/{f.name}"] = read(f)
+    return kept
+
+
 def run_hash(chapter: int, source: str | None = None, read: Callable[[Path], bytes] | None = None) -> str:
-    """16 hex digits over the :func:`code_fingerprint` of :func:`run_files` and the chapter's declared
-    criteria; a recorded run made with a different hash is stale (its numbers may no longer follow
-    from the code). ``read`` reads a file (default: from disk; ``tools/restamp.py`` reads a commit)."""
+    """16 hex digits over :func:`run_definitions` and the chapter's declared criteria; a recorded run
+    made with a different hash is stale (its numbers may no longer follow from the code). ``read``
+    reads a file (default: from disk; ``tools/restamp.py`` reads a commit)."""
     h = hashlib.sha256()
-    for f in run_files(chapter, source):
-        h.update(f.relative_to(PACKAGE).as_posix().encode())
-        h.update(code_fingerprint((read or _read)(f), f.name))
+    for key, fingerprint in sorted(run_definitions(chapter, source, read).items()):
+        h.update(key.encode() + b"\0")
+        h.update(hashlib.sha256(fingerprint).digest())
     criteria = [{k: getattr(d, k) for k in CRITERION_FIELDS} for d in declarations(chapter)]
     h.update(json.dumps(criteria, sort_keys=True).encode())
     return h.hexdigest()[:16]

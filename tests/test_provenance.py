@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 import subprocess
 import sys
@@ -180,14 +181,82 @@ def test_run_hash_ignores_presentation_modules_but_not_numerical_code(tmp_path, 
     before, chapter_before = run_hash(chapter), chapter_hash(chapter)
     reads = provenance._read
 
-    def edited(target):
-        return lambda path: reads(path) + (b"\nx_edit = 1\n" if path.name == target else b"")
+    def edited(target, extra=b"\nx_edit = 1\n"):
+        return lambda path: reads(path) + (extra if path.name == target else b"")
 
     monkeypatch.setattr(provenance, "_read", edited("_checks.py"))
     assert run_hash(chapter) == before and chapter_hash(chapter) != chapter_before
-    numeric = sorted(names)[0]
-    monkeypatch.setattr(provenance, "_read", edited(numeric))
+    # A definition the chapter reaches, redefined at the end of its module, changes the hash.
+    module, name = next(k.split(":") for k in sorted(provenance.run_definitions(chapter))
+                        if ":" in k and k.split(":")[1] and not k.startswith("assets/")
+                        and Path(provenance._module_file(k.split(":")[0])).parent.name == "papers30")
+    target = Path(provenance._module_file(module)).name
+    monkeypatch.setattr(provenance, "_read", edited(target, f"\n{name} = None\n".encode()))
     assert run_hash(chapter) != before
+
+
+def _package(tmp_path, monkeypatch, files: dict[str, str]) -> None:
+    """A throwaway ``papers30`` package (module name -> source) and a chapter importing from it."""
+    from papers30 import provenance
+
+    root = tmp_path / "papers30"
+    for name, text in files.items():
+        path = root / (name.replace(".", "/") + ".py")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    monkeypatch.setattr(provenance, "PACKAGE", root)
+    monkeypatch.setattr(provenance, "declarations", lambda chapter: [])
+
+
+CHAPTER = "```{code-cell} ipython3\nfrom papers30.models import train\nfrom papers30 import helpers\nhelpers.seed()\n```\n"
+
+
+def test_run_definitions_follow_names_through_modules_and_re_exports(tmp_path, monkeypatch):
+    """Reference: the reachable set worked out by hand for a small package."""
+    from papers30 import provenance
+
+    _package(tmp_path, monkeypatch, {
+        "__init__": "from papers30.core import seed as _unused\n",
+        "helpers": "import random\n\ndef seed():\n    random.seed(0)\n\ndef unrelated():\n    return 1\n",
+        "core": "SCALE = 2\n\ndef step(x):\n    return x * SCALE\n\ndef seed():\n    return 0\n",
+        "data/__init__": "from papers30.data.draw import draw\n",
+        "data/draw": "def draw(n):\n    return list(range(n))\n\ndef other():\n    return 2\n",
+        "models": ("from papers30 import core\nfrom papers30.data import draw\n\n"
+                   "class Model:\n    def forward(self, x):\n        return core.step(x)\n\n"
+                   "def train(n):\n    return [Model().forward(v) for v in draw(n)]\n\n"
+                   "def unused():\n    return core.seed()\n"),
+    })
+    keys = set(provenance.run_definitions(1, source=CHAPTER))
+    expected = {"papers30.models:train", "papers30.models:Model", "papers30.core:step", "papers30.core:SCALE",
+                "papers30.data.draw:draw", "papers30.helpers:seed", "papers30.helpers:random"}
+    assert {k for k in keys if not k.startswith("assets/")} == expected
+
+
+def test_run_hash_ignores_unreached_and_validation_only_edits(tmp_path, monkeypatch):
+    """Reference: pairs of packages that compute the same numbers for the chapter, and ones that do not."""
+    from papers30 import provenance
+
+    base = {
+        "helpers": "def seed():\n    return 0\n",
+        "models": ("def _check(x):\n    n = len(x)\n    if n > 9:\n        raise ValueError('x')\n\n"
+                   "def train(x):\n    _check(x)\n    return [v * 2 for v in x]\n\n"
+                   "def other(x):\n    return x\n"),
+    }
+    _package(tmp_path, monkeypatch, base)
+    before = provenance.run_hash(1, source=CHAPTER)
+
+    def rehash(module: str, text: str) -> str:
+        _package(tmp_path, monkeypatch, {**base, module: text})
+        return provenance.run_hash(1, source=CHAPTER)
+
+    models = base["models"]
+    assert rehash("models", models.replace("return x\n", "return x + 1\n")) == before  # unreached
+    assert rehash("models", models + "\ndef added():\n    return 3\n") == before  # new, unreached
+    assert rehash("models", models.replace("    _check(x)\n", "")) == before  # validation only
+    assert rehash("models", models.replace("v * 2", "v * 3")) != before  # reached
+    assert rehash("models", models.replace("n = len(x)\n    if n > 9:\n        raise ValueError('x')",
+                                           "x.append(1)")) != before  # _check now computes
+    assert rehash("helpers", "def seed():\n    return 1\n") != before  # reached through a module
 
 
 def test_code_fingerprint_ignores_docstrings_comments_and_validation_only():
@@ -248,8 +317,31 @@ def test_recorded_run_first_steps_replay(run):
     """
     assert run.traces, "a recorded run must trace at least one training run"
     assert any(r["headline"] for r in run.records)
-    for name, trace in run.traces.items():
+    executed: set[str] = set()
+
+    def record(frame, event, arg):
+        code = frame.f_code
+        if event == "call" and code.co_filename.startswith(str(provenance.PACKAGE)) and code.co_name != "<module>":
+            path = Path(code.co_filename)
+            module = ".".join(["papers30", *path.relative_to(provenance.PACKAGE).with_suffix("").parts])
+            if not (path.parent == provenance.PACKAGE and path.name in provenance.PRESENTATION):
+                executed.add(f"{module.removesuffix('.__init__')}:{code.co_qualname.split('.')[0]}")
+
+    for i, (name, trace) in enumerate(run.traces.items()):
         steps = min(5, len(trace["losses"]))
-        got = replay(trace, steps)
+        sys.setprofile(record if i == 0 else None)
+        try:
+            got = replay(trace, steps)
+        finally:
+            sys.setprofile(None)
         # A GPU run replayed on the CPU differs in the last digits; the trajectory must not.
         assert got == pytest.approx(trace["losses"][:steps], rel=1e-3, abs=1e-5), name
+    # Every package function the replay executed is in the definitions the run hash covers, or is
+    # one that only validates its arguments (its stripped body is empty, so it cannot change a number).
+    assert executed
+    for key in sorted(executed - set(provenance.run_definitions(run.chapter))):
+        module, name = key.split(":")
+        path = provenance._module_file(module)
+        source = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
+        kept = provenance._Scope(module, path.read_bytes(), path.name == "__init__.py").defs
+        assert name in source and name not in kept, f"{key} ran but is not covered by the run hash"

@@ -2,11 +2,12 @@
 
 A recorded run (``book/results/chNN.json``) stores the hash of the code it
 was made with. When only code that cannot change its numbers changed since
-(presentation modules, docstrings, argument checks), re-running it (often
+(presentation modules, docstrings, argument checks, definitions the chapter
+cannot reach), re-running it (often
 half an hour of CPU) would reproduce them. This tool checks that with git,
 never by trust: the run hash (:func:`papers30.provenance.run_hash`, over the
-syntax trees of the chapter's numerical files without docstrings and
-validation) must be the same computed from the files at the run's recorded
+syntax trees, without docstrings and validation, of the package definitions
+the chapter's code can reach) must be the same computed from the files at the run's recorded
 commit and from the working tree, and the chapter's declared criteria must be
 the same. Only then is the stored hash replaced by the current one.
 
@@ -42,9 +43,9 @@ def main() -> int:
 
     then_hash, now_hash = provenance.run_hash(args.chapter, read=at_commit), provenance.run_hash(args.chapter)
     if then_hash != now_hash:
-        changed = [f.relative_to(ROOT).as_posix() for f in provenance.run_files(args.chapter)
-                   if provenance.code_fingerprint(at_commit(f), f.name)
-                   != provenance.code_fingerprint(f.read_bytes(), f.name)]
+        then = provenance.run_definitions(args.chapter, read=at_commit)
+        now = provenance.run_definitions(args.chapter)
+        changed = sorted(k for k in then.keys() | now.keys() if then.get(k) != now.get(k))
         print(f"chapter {args.chapter}: numerical code changed since {commit} in {', '.join(changed)}; "
               f"rerun make reproduce CH={args.chapter}")
         return 1
