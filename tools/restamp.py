@@ -35,7 +35,7 @@ def main() -> int:
     args = parser.parse_args()
     path = provenance.results_path(args.chapter)
     run = json.loads(path.read_text(encoding="utf-8"))
-    commit = run["commit"].removesuffix("+dirty")
+    commit = run["commit"].split("+")[0]  # "+uncommitted": the run was made on top of this commit
     def at_commit(path: Path) -> bytes:
         rel = path.relative_to(ROOT).as_posix()
         shown = subprocess.run(["git", "show", f"{commit}:{rel}"], cwd=ROOT, capture_output=True, check=False)
