@@ -25,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -32,11 +33,14 @@ from torch import nn
 
 from papers30 import _checks
 
+if TYPE_CHECKING:
+    from papers30.training import History
+
 __all__ = [
     "ACTIVATIONS", "LARGE_MULTIPLIERS", "PAPER_DILATIONS", "ContextModule", "ConvNet", "LocalResponseNorm",
-    "PoolingModule", "Race", "SmallAlexNet", "conv2d", "empirical_receptive_field", "epochs_to_error",
-    "identity_kernel", "in_view", "large_widths", "local_response_norm", "receptive_field",
-    "receptive_field_extent",
+    "PoolingModule", "Race", "SmallAlexNet", "classification_error", "conv2d", "empirical_receptive_field",
+    "epochs_to_error", "identity_kernel", "in_view", "large_widths", "local_response_norm", "receptive_field",
+    "receptive_field_extent", "train_small_alexnet",
 ]
 
 ACTIVATIONS = ("relu", "tanh")
@@ -392,6 +396,84 @@ def epochs_to_error(
 # --- Dilated convolutions and the context module (chapter 11) -------------------------
 #
 # Yu and Koltun, "Multi-Scale Context Aggregation by Dilated Convolutions" (ICLR 2016).
+def classification_error(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, chunk: int = 500) -> float:
+    """Fraction of ``images (N, C, H, W)`` that ``model`` puts in a class other than ``labels (N,)``.
+
+    Evaluated without gradients, ``chunk`` images at a time, in whatever mode
+    (training or evaluation) the model is in.
+    """
+    _checks.tensor("images", images, ndim=4, kind="float")
+    _checks.tensor("labels", labels, ndim=1, kind="int")
+    _checks.size_matches("labels", len(labels), len(images), "length")
+    _checks.positive_int("chunk", chunk)
+    with torch.no_grad():
+        wrong = sum((model(xb).argmax(1) != yb).sum().item()
+                    for xb, yb in zip(images.split(chunk), labels.split(chunk)))
+    return wrong / len(labels)
+
+
+def train_small_alexnet(
+    regularised: bool,
+    seed: int,
+    n_images: int = 500,
+    hidden: int = 256,
+    lr: float = 0.02,
+    batch_size: int = 32,
+    steps: int = 800,
+    every: int = 100,
+    n_eval: int = 1000,
+    stop_after: int | None = None,
+) -> "History":
+    """Chapter 7's overfitting run: a :class:`SmallAlexNet` (ReLU, no LRN) on few Fashion-MNIST images.
+
+    The network (initialised from seed ``300 + seed``, ``hidden`` units per
+    hidden layer) learns from the first ``n_images`` training images by SGD
+    with momentum 0.9 at rate ``lr``, on ``steps`` batches of ``batch_size``
+    drawn with replacement from seed ``400 + seed``. ``regularised=True``
+    adds dropout 0.5 after both hidden layers and a fresh augmentation
+    (:func:`papers30.data.images.augment`, coins from seed ``500 + seed``) at
+    every step; otherwise everything is the same, so the two runs of a seed
+    share initial weights and batches. Every ``every`` steps the history
+    records the error on the whole training subset (``"train"``) and on the
+    first ``n_eval`` test images (``"test"``), in evaluation mode.
+    ``stop_after`` stops after that many steps (for replaying a recorded run).
+    Returns the :class:`papers30.training.History` (one loss per step).
+    """
+    from papers30.data.images import augment, load_images
+    from papers30.runtime import generator, get_device, seed_everything
+    from papers30.training import fit
+
+    if not isinstance(regularised, bool):
+        raise TypeError(f"regularised must be a bool, got {type(regularised).__name__}")
+    if isinstance(seed, bool) or not isinstance(seed, int):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    for name, value in (("n_images", n_images), ("hidden", hidden), ("batch_size", batch_size),
+                        ("steps", steps), ("every", every), ("n_eval", n_eval)):
+        _checks.positive_int(name, value)
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    device = get_device()
+    x_train, y_train = load_images("fashion_mnist", "train", device=device)
+    x_test, y_test = load_images("fashion_mnist", "test", device=device)
+    x_small, y_small = x_train[:n_images], y_train[:n_images]
+    x_eval, y_eval = x_test[:n_eval], y_test[:n_eval]
+    seed_everything(300 + seed)
+    model = SmallAlexNet(hidden=hidden, lrn=False, dropout=0.5 if regularised else 0.0).to(device)
+    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=0.9)
+    batches, coins = generator(400 + seed), generator(500 + seed)
+
+    def loss_fn(step: int) -> torch.Tensor:
+        idx = torch.randint(0, len(y_small), (batch_size,), generator=batches).to(device)
+        x = augment(x_small[idx], coins) if regularised else x_small[idx]
+        return F.cross_entropy(model(x), y_small[idx])
+
+    def evaluate() -> dict[str, float]:
+        return {"train": classification_error(model, x_small, y_small),
+                "test": classification_error(model, x_eval, y_eval)}
+
+    return fit(model, opt, loss_fn, steps, evaluate=evaluate, every=every, stop_after=stop_after)
+
+
 # :func:`conv2d` computes a (dilated) convolution from its definition, with the
 # name and argument order of ``torch.nn.functional.conv2d``;
 # :func:`receptive_field` is the analytic receptive field of a stack of
