@@ -664,3 +664,81 @@ def test_in_view_matches_brute_force(seed, side):
 def test_dilated_bad_inputs(call, exc, name):
     with pytest.raises(exc, match=name):
         call()
+
+
+# ------------------------------------------------- chapter 7's overfitting run
+
+
+def test_classification_error_matches_a_per_image_count(gen):
+    """Reference: one image at a time, counting wrong argmaxes by hand."""
+    model = nn.Sequential(nn.Flatten(), nn.Linear(16, 3))
+    x = torch.randn(23, 1, 4, 4, generator=gen)
+    y = torch.randint(0, 3, (23,), generator=gen)
+    wrong = sum(int(model(x[i : i + 1]).argmax(1).item() != y[i].item()) for i in range(len(y)))
+    from papers30.convolution import classification_error
+
+    for chunk in (1, 5, 500):
+        assert classification_error(model, x, y, chunk=chunk) == wrong / len(y)
+
+
+def test_train_small_alexnet_matches_a_hand_written_run():
+    """Reference: the same run written out step by step with the package's pieces and torch's SGD."""
+    from papers30.convolution import train_small_alexnet
+    from papers30.data.images import augment, load_images
+    from papers30.runtime import generator, seed_everything
+
+    kw = dict(n_images=40, hidden=16, lr=0.01, batch_size=8, steps=4, every=2, n_eval=30)
+    for regularised in (False, True):
+        history = train_small_alexnet(regularised, 3, **kw)
+        x, y = load_images("fashion_mnist", "train")
+        x, y = x[:40], y[:40]
+        seed_everything(303)
+        model = SmallAlexNet(hidden=16, lrn=False, dropout=0.5 if regularised else 0.0)
+        opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+        batches, coins = generator(403), generator(503)
+        losses = []
+        model.train()
+        for _ in range(4):
+            idx = torch.randint(0, 40, (8,), generator=batches)
+            xb = augment(x[idx], coins) if regularised else x[idx]
+            loss = F.cross_entropy(model(xb), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert history.losses == pytest.approx(losses, rel=1e-6)
+        assert history.eval_steps == [2, 4] and set(history.evals[0]) == {"train", "test"}
+        model.eval()
+        with torch.no_grad():
+            final = (model(x).argmax(1) != y).float().mean().item()
+        assert history.evals[-1]["train"] == pytest.approx(final)
+        replayed = train_small_alexnet(regularised, 3, **kw, stop_after=2)
+        assert replayed.losses == history.losses[:2]
+
+
+@pytest.mark.parametrize("kwargs,exc,word", [
+    (dict(regularised=1, seed=0), TypeError, "regularised"),
+    (dict(regularised=False, seed=0.5), TypeError, "seed"),
+    (dict(regularised=False, seed=0, n_images=0), ValueError, "n_images"),
+    (dict(regularised=False, seed=0, lr=0), ValueError, "lr"),
+    (dict(regularised=False, seed=0, steps=2.0), TypeError, "steps"),
+])
+def test_train_small_alexnet_bad_arguments(kwargs, exc, word):
+    from papers30.convolution import train_small_alexnet
+
+    with pytest.raises(exc, match=word):
+        train_small_alexnet(**kwargs)
+
+
+def test_classification_error_bad_inputs():
+    from papers30.convolution import classification_error
+
+    model = nn.Flatten()
+    with pytest.raises(ValueError, match="images"):
+        classification_error(model, torch.zeros(2, 4), torch.zeros(2, dtype=torch.long))
+    with pytest.raises(TypeError, match="labels"):
+        classification_error(model, torch.zeros(2, 1, 2, 2), torch.zeros(2))
+    with pytest.raises(ValueError, match="labels"):
+        classification_error(model, torch.zeros(2, 1, 2, 2), torch.zeros(3, dtype=torch.long))
+    with pytest.raises(ValueError, match="chunk"):
+        classification_error(model, torch.zeros(2, 1, 2, 2), torch.zeros(2, dtype=torch.long), chunk=0)
