@@ -25,16 +25,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from papers30 import _checks
-
-if TYPE_CHECKING:
-    from papers30.training import History
+from papers30.data.images import augment, load_images
+from papers30.runtime import generator, get_device, seed_everything
+from papers30.training import History, fit
 
 __all__ = [
     "ACTIVATIONS", "LARGE_MULTIPLIERS", "PAPER_DILATIONS", "ContextModule", "ConvNet", "LocalResponseNorm",
@@ -423,7 +422,7 @@ def train_small_alexnet(
     every: int = 100,
     n_eval: int = 1000,
     stop_after: int | None = None,
-) -> "History":
+) -> History:
     """Chapter 7's overfitting run: a :class:`SmallAlexNet` (ReLU, no LRN) on few Fashion-MNIST images.
 
     The network (initialised from seed ``300 + seed``, ``hidden`` units per
@@ -439,10 +438,6 @@ def train_small_alexnet(
     ``stop_after`` stops after that many steps (for replaying a recorded run).
     Returns the :class:`papers30.training.History` (one loss per step).
     """
-    from papers30.data.images import augment, load_images
-    from papers30.runtime import generator, get_device, seed_everything
-    from papers30.training import fit
-
     if not isinstance(regularised, bool):
         raise TypeError(f"regularised must be a bool, got {type(regularised).__name__}")
     if isinstance(seed, bool) or not isinstance(seed, int):

@@ -56,6 +56,16 @@ def _fmt(x: float, digits: int) -> str:
     return f"{x:.{digits}g}"
 
 
+def _value(x: float, digits: int) -> str:
+    """A measured value to ``digits`` significant figures, trailing zeros kept (4.00, not 4), so that
+    a mean and its range read at the same precision."""
+    if isinstance(x, float) and (math.isnan(x) or math.isinf(x)):
+        return str(x)
+    if float(x) == 0.0:
+        return "0"
+    return f"{x:#.{digits}g}".rstrip(".")
+
+
 def _declared(d: object) -> Declaration:
     if not isinstance(d, Declaration):
         raise TypeError(f"d must be a papers30.papers.Declaration, got {type(d).__name__}")
@@ -164,13 +174,13 @@ class Record:
     @property
     def shown_control(self) -> str:
         """The control's value as shown in tables (mean over seeds)."""
-        return "—" if self.control is None else _fmt(self.control, self.digits)
+        return "—" if self.control is None else _value(self.control, self.digits)
 
     def seeds_text(self) -> str:
         """``"1.31 (1.22 to 1.40, 3 seeds)"``, or the single value."""
         if len(self.values) == 1:
             return self.shown
-        return f"{self.shown} ({_fmt(self.lo, self.digits)} to {_fmt(self.hi, self.digits)}, {len(self.values)} seeds)"
+        return f"{self.shown} ({_value(self.lo, self.digits)} to {_value(self.hi, self.digits)}, {len(self.values)} seeds)"
 
 
 def _make_record(d: Declaration, values: list[float], controls: list[float], seeds: list[int] | None) -> Record:
@@ -193,7 +203,7 @@ def _make_record(d: Declaration, values: list[float], controls: list[float], see
         lo=min(finite) if finite else math.nan, hi=max(finite) if finite else math.nan,
         control=control, controls=controls, control_label=d.control, control_held=control_held,
         criterion=criterion_text(d), held=all(per_seed), held_per_seed=per_seed, expected=d.expected,
-        reason=d.reason, digits=d.digits, shown=_fmt(mean, d.digits),
+        reason=d.reason, digits=d.digits, shown=_value(mean, d.digits),
     )
 
 
@@ -337,7 +347,7 @@ def glance_text(chapter: int, records: list[Record]) -> str:
     h = heads[0]
     source = f" ({h.source})" if h.source else ""
     setting = f" The paper's setting: {h.setting.rstrip('.')}." if h.setting else ""
-    seeds = f"Over {len(h.values)} seeds, mean {h.shown}, range {_fmt(h.lo, h.digits)} to {_fmt(h.hi, h.digits)}"
+    seeds = f"Over {len(h.values)} seeds, mean {h.shown}, range {_value(h.lo, h.digits)} to {_value(h.hi, h.digits)}"
     lines = [
         f"**The paper's claim.** {h.paper}{source}.{setting}",
         "",

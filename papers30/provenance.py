@@ -120,7 +120,8 @@ def _read(path: Path) -> bytes:
 
 
 def chapter_hash(chapter: int, source: str | None = None) -> str:
-    """16 hex digits over the chapter's package files, data assets in use, and its declarations."""
+    """16 hex digits over the chapter's package files, data assets in use, its declarations and its
+    recorded run (``book/results/chNN.json``, which its page shows)."""
     h = hashlib.sha256()
     files = chapter_modules(chapter, source)
     if any(PACKAGE / "data" in f.parents for f in files):
@@ -130,6 +131,9 @@ def chapter_hash(chapter: int, source: str | None = None) -> str:
         h.update(_read(f))
     h.update(json.dumps([d.__dict__ for d in declarations(chapter)], sort_keys=True).encode())
     h.update(json.dumps(paper(chapter).__dict__, sort_keys=True).encode())
+    recorded = results_path(chapter)
+    if recorded.exists():  # the page shows its recorded run
+        h.update(recorded.read_bytes())
     return h.hexdigest()[:16]
 
 
@@ -159,6 +163,27 @@ class _StripChecks(ast.NodeTransformer):
     def __init__(self) -> None:
         self._functions: set[str] = set()  # module-level functions that only validate
         self._methods: set[str] = set()  # methods of the class being visited that only validate
+        self._in_function = False
+
+    @staticmethod
+    def _package_import(stmt: ast.stmt) -> bool:
+        if isinstance(stmt, ast.ImportFrom):
+            return bool(stmt.level) or (stmt.module or "").split(".")[0] == "papers30"
+        return isinstance(stmt, ast.Import) and all(a.name.split(".")[0] == "papers30" for a in stmt.names)
+
+    def visit_FunctionDef(self, node: ast.FunctionDef) -> ast.AST:
+        # Annotations are never evaluated (``from __future__ import annotations``): they cannot change a number.
+        node.returns = None
+        for arg in node.args.posonlyargs + node.args.args + node.args.kwonlyargs + [node.args.vararg, node.args.kwarg]:
+            if arg is not None:
+                arg.annotation = None
+        outer, self._in_function = self._in_function, True
+        try:
+            return self.generic_visit(node)
+        finally:
+            self._in_function = outer
+
+    visit_AsyncFunctionDef = visit_FunctionDef
 
     @staticmethod
     def _validation_only(body: list[ast.stmt]) -> set[str]:
@@ -204,6 +229,10 @@ class _StripChecks(ast.NodeTransformer):
                 continue
             if isinstance(stmt, ast.ImportFrom) and [a.name for a in stmt.names] == ["_checks"]:
                 continue
+            if self._in_function and self._package_import(stmt):
+                continue  # a local import binds names that reachability follows to their definitions
+            if isinstance(stmt, ast.If) and not stmt.orelse and "TYPE_CHECKING" in ast.unparse(stmt.test):
+                continue  # imports for the type checker only, never run
             if isinstance(stmt, ast.If) and not stmt.orelse and (
                     all(isinstance(b, ast.Raise) for b in stmt.body) or not self._body(list(stmt.body))):
                 continue  # raises, or only validates
@@ -282,14 +311,15 @@ class _Scope:
     def __init__(self, name: str, text: bytes, is_package: bool) -> None:
         self.name = name
         try:
-            tree = _StripChecks().visit(ast.parse(text))
+            raw = ast.parse(text)
         except SyntaxError:
-            tree = ast.Module(body=[], type_ignores=[])  # a file missing at a commit, or unreadable
+            raw = ast.Module(body=[], type_ignores=[])  # a file missing at a commit, or unreadable
+        tree = _StripChecks().visit(copy.deepcopy(raw))
         self.defs: dict[str, list[ast.stmt]] = {}
         self.aliases: dict[str, tuple[str, str | None]] = {}  # local name -> (module, attribute or None)
         self.rest: list[ast.stmt] = []
         package = name if is_package else name.rpartition(".")[0]
-        for node in ast.walk(tree):
+        for node in ast.walk(raw):  # imports inside functions too (stripped from their fingerprints)
             if isinstance(node, ast.ImportFrom):
                 if node.level:
                     base = ".".join(package.split(".")[: len(package.split(".")) - node.level + 1])

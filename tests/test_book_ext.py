@@ -31,7 +31,7 @@ def test_scorecard_summary_and_cards_by_hand(tmp_path, declared):  # noqa: F811
     assert "1 of 1 checks passed" in summary
     assert body.count('class="papers30-score ') == 2
     assert 'papers30-score-held' in body and 'papers30-score-missed' in body and 'href="ch13.html"' in body
-    assert "0.95 (0.93 to 0.97, 3 seeds)" in body and "<b>hard</b>" in body and "needs 100x" in body
+    assert "0.950 (0.930 to 0.970, 3 seeds)" in body and "<b>hard</b>" in body and "needs 100x" in body
     assert "<table" not in body  # cards, not a wide table
 
 

@@ -77,8 +77,8 @@ def test_record_fields_by_hand(tmp_path, declared):
     assert r.control_label == "untrained model" and not r.control_held
     assert r.criterion == "≥ 0.9" and r.held and r.held_per_seed == [True, True, True]
     assert r.paper == "28.4 BLEU" and r.source == "Table 2" and r.setting == "WMT14 EN-DE"
-    assert r.shown == "0.95" and r.result == "held"
-    assert r.seeds_text() == "0.95 (0.93 to 0.97, 3 seeds)"
+    assert r.shown == "0.950" and r.result == "held"
+    assert r.seeds_text() == "0.950 (0.930 to 0.970, 3 seeds)"
 
 
 def test_held_means_held_on_every_seed(tmp_path, declared):
@@ -308,7 +308,7 @@ def test_glance_text_renders_headline_control_seeds_and_misses(tmp_path, declare
     text = str(book.glance())
     assert "28.4 BLEU (Table 2)" in text and "WMT14 EN-DE" in text
     assert "exact match, against the control: untrained model" in text and "≥ 0.9" in text
-    assert "Over 3 seeds, mean 0.95, range 0.93 to 0.97" in text and "measured 0.1" in text
+    assert "Over 3 seeds, mean 0.950, range 0.930 to 0.970" in text and "measured 0.1" in text
     assert "**held on every seed**" in text
     assert "2 of 3 claims held; 1 of 1 checks passed" in text
     assert "*hard* (claim) missed (declared)" in text and "needs 100x the steps" in text
@@ -329,7 +329,7 @@ def test_tables_split_claims_and_checks_and_escape_html(tmp_path, declared):
     book = _good_records(tmp_path)
     head, rows = book.table().rows()
     assert head == CLAIM_COLUMNS and [r[0].split(":")[0] for r in rows] == ["head (headline)", "gap", "hard"]
-    assert rows[0][2] == "0.95 (0.93 to 0.97, 3 seeds)" and rows[0][3].startswith("0.1 (untrained")
+    assert rows[0][2] == "0.950 (0.930 to 0.970, 3 seeds)" and rows[0][3].startswith("0.100 (untrained")
     assert rows[2][5].startswith("missed (declared): needs 100x")
     html = book.table()._repr_html_()
     assert "<script>" not in html and "&lt;script&gt;alert(&#x27;x&#x27;) &amp; co&lt;/script&gt;" in html

@@ -257,6 +257,27 @@ def test_run_hash_ignores_unreached_and_validation_only_edits(tmp_path, monkeypa
     assert rehash("models", models.replace("n = len(x)\n    if n > 9:\n        raise ValueError('x')",
                                            "x.append(1)")) != before  # _check now computes
     assert rehash("helpers", "def seed():\n    return 1\n") != before  # reached through a module
+    annotated = models.replace("def train(x):", "def train(x: list[int]) -> 'list[int]':")
+    assert rehash("models", annotated) == before  # annotations are never evaluated
+    typing_only = "from typing import TYPE_CHECKING\nif TYPE_CHECKING:\n    import papers30.helpers\n" + models
+    assert rehash("models", typing_only) == before  # runs only under a type checker
+
+
+def test_run_hash_follows_local_imports_and_ignores_where_they_sit(tmp_path, monkeypatch):
+    """Reference: the same function importing a package name locally or at module level."""
+    from papers30 import provenance
+
+    local = {"helpers": "def seed():\n    return 0\n",
+             "models": "def train(x):\n    from papers30.helpers import seed\n    return [seed() + v for v in x]\n"}
+    chapter = "```{code-cell} ipython3\nfrom papers30.models import train\n```\n"
+    _package(tmp_path, monkeypatch, local)
+    before = provenance.run_hash(1, source=chapter)
+    assert set(provenance.run_definitions(1, source=chapter)) == {"papers30.models:train", "papers30.helpers:seed"}
+    _package(tmp_path, monkeypatch, {**local, "models": "from papers30.helpers import seed\n\n\n"
+                                     "def train(x):\n    return [seed() + v for v in x]\n"})
+    assert provenance.run_hash(1, source=chapter) == before
+    _package(tmp_path, monkeypatch, {**local, "helpers": "def seed():\n    return 2\n"})
+    assert provenance.run_hash(1, source=chapter) != before
 
 
 def test_code_fingerprint_ignores_docstrings_comments_and_validation_only():
@@ -345,3 +366,18 @@ def test_recorded_run_first_steps_replay(run):
         source = {n.name for n in ast.parse(path.read_text()).body if isinstance(n, ast.FunctionDef)}
         kept = provenance._Scope(module, path.read_bytes(), path.name == "__init__.py").defs
         assert name in source and name not in kept, f"{key} ran but is not covered by the run hash"
+
+
+def test_chapter_hash_follows_the_chapters_recorded_run_only(tmp_path, monkeypatch):
+    """A new or changed book/results/chNN.json re-executes that chapter (its page shows it), no other."""
+    from papers30 import provenance
+
+    before = {c: chapter_hash(c) for c in CHAPTERS}
+    stored = {r.chapter for r in recorded_runs()}
+    target = next(c for c in CHAPTERS if c not in stored)
+    monkeypatch.setattr(provenance, "RESULTS", tmp_path)
+    (tmp_path / f"ch{target:02d}.json").write_text("{}")
+    after = {c: chapter_hash(c) for c in CHAPTERS}
+    changed = {c for c in CHAPTERS if after[c] != before[c]}
+    # chapters that had a stored run now see none (the directory moved), the target sees a new one
+    assert changed == {target} | stored
