@@ -579,8 +579,9 @@ class RecordedRun:
         return self.chapter_hash != run_hash(self.chapter)
 
     def ledger_records(self) -> list[_ledger.Record]:
-        """The run's ledger records."""
-        return [_ledger.Record(**r) for r in self.records]
+        """The run's ledger records, their mean shown as the ledger shows it today."""
+        return [_ledger.Record(**{**r, "shown": _ledger._value(r["mean"], r.get("digits", 3))})
+                for r in self.records]
 
 
 def results_path(chapter: int, directory: Path | None = None) -> Path:
