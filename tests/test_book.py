@@ -208,6 +208,15 @@ def test_chapters_execute_within_budget():
         assert Path(f).name in text
 
 
+def test_committed_chapter_times_order_every_chapter():
+    """Reference: _toc.yml. A clean checkout schedules the chapters longest first from these times."""
+    import json
+
+    hint = json.loads((ROOT / "book" / "_ext" / "chapter-seconds.json").read_text())
+    assert set(hint) == {f"{f}.md" for f in chapter_files()}
+    assert all(isinstance(v, (int, float)) and 0 < v <= 90 for v in hint.values())
+
+
 @pytest.mark.parametrize("chapter", chapter_files())
 def test_cite_this_chapter_block_is_valid_bibtex(chapter):
     """Reference: pybtex parses the rendered block; URL is the page's stable address."""

@@ -18,6 +18,11 @@ directly or through other modules, and its entries of ``papers.toml``
 ``_build/.papers30-deps.json``). An edit to one module re-runs only the
 chapters that import it. ``--dry-run`` lists what would run.
 
+Chapters run longest first, using the last run's times (``SUMMARY``), or on
+a clean checkout the committed ``book/_ext/chapter-seconds.json``
+(``--save-order`` refreshes it from the last run), so that the two workers
+finish close together.
+
 Each kernel gets ``PAPERS30_THREADS = cores // N`` (chapters call
 ``papers30.configure_threads()``), so for a given ``N`` the numbers do not
 depend on how many chapters happen to need executing; another thread count
@@ -40,6 +45,9 @@ BUILD = ROOT / "_build"
 CACHE = BUILD / ".jupyter_cache"
 STAMPS = BUILD / ".papers30-deps.json"
 SUMMARY = BUILD / "execution-summary.json"  # per-chapter times, read by the execution statistics page
+# Committed per-chapter times, so that a clean checkout (no SUMMARY yet) still runs the longest
+# chapters first; refreshed from SUMMARY with --save-order after a full run.
+ORDER = Path(__file__).with_name("chapter-seconds.json")
 sys.path.insert(0, str(ROOT))
 
 
@@ -135,7 +143,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
     parser.add_argument("--dry-run", action="store_true", help="list the chapters that would execute")
+    parser.add_argument("--save-order", action="store_true",
+                        help=f"write the last run's chapter times to {ORDER.relative_to(ROOT)} and stop")
     args = parser.parse_args()
+    if args.save_order:
+        seconds = {k: v["seconds"] for k, v in sorted(load_summary().get("chapters", {}).items())}
+        ORDER.write_text(json.dumps(seconds, indent=1) + "\n")
+        print(f"execute: wrote {len(seconds)} chapter times to {ORDER.relative_to(ROOT)}")
+        return 0
     from jupyter_cache import get_cache
     from jupyter_cache.base import CacheBundleIn
 
@@ -173,8 +188,14 @@ def main() -> int:
     os.environ.setdefault("PAPERS30_FIGURE_DIR", str(BUILD / "figures"))
     summary = load_summary()
     known = summary.get("chapters", {})
-    # Longest first (times of the previous run), so that two workers finish close together.
-    todo.sort(key=lambda p: -known.get(Path(p).relative_to(ROOT).as_posix(), {}).get("seconds", 1e9))
+    # Longest first (times of the previous run, else the committed ones), so that the workers finish close together.
+    hint = json.loads(ORDER.read_text()) if ORDER.exists() else {}
+
+    def expected(p: str) -> float:
+        key = Path(p).relative_to(ROOT).as_posix()
+        return known.get(key, {}).get("seconds", hint.get(key, 1e9))
+
+    todo.sort(key=lambda p: -expected(p))
     print(f"execute: {len(todo)} chapter(s), {jobs} at a time, {threads} thread(s) each")
     start = time.perf_counter()
     failed = 0
