@@ -558,11 +558,15 @@ def fit_hulls(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
 
+    # Each pool's targets are padded once; a batch takes its rows and the columns its longest hull needs,
+    # which is what hull_targets would make from the batch's own hulls.
+    pools = {n: (points, hull_targets(hulls), torch.tensor([len(h) for h in hulls])) for n, (points, hulls) in train.items()}
+
     def loss_fn(step: int) -> torch.Tensor:
-        points, hulls = train[sizes[step % len(sizes)]]
-        idx = torch.randint(0, len(hulls), (batch,), generator=draw)
-        targets = hull_targets([hulls[i] for i in idx.tolist()], device)
-        return model.loss(points[idx].to(device), targets)
+        points, targets, lengths = pools[sizes[step % len(sizes)]]
+        idx = torch.randint(0, len(lengths), (batch,), generator=draw)
+        width = int(lengths[idx].max()) + 1
+        return model.loss(points[idx].to(device), targets[idx, :width].to(device))
 
     return fit(model, optimizer, loss_fn, steps, scheduler=schedule, clip=clip, evaluate=evaluate, every=every,
                stop_after=stop_after)

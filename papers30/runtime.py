@@ -153,3 +153,28 @@ def pick(small: T, paper: T, large: T | None = None) -> T:
     if chosen == "large" and large is not None:
         return large
     return paper
+
+
+def wait_until_alone(timeout: float = 900.0) -> float:
+    """Wait until no other chapter of a book build is running; return the seconds waited.
+
+    A chapter that times real parallel work needs every core to itself. The
+    book's executor (``book/_ext/execute.py``) starts such a chapter while the
+    last other chapters finish, sets ``PAPERS30_ALONE_FLAG`` to the path of a
+    file, and creates that file once they have; call this just before the
+    timing. Outside the build (the variable unset) it returns 0 at once.
+    Raises ``TimeoutError`` if the file has not appeared after ``timeout`` seconds.
+    """
+    import time
+
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+        raise TypeError(f"timeout must be a number of seconds, got {type(timeout).__name__}")
+    if not timeout > 0:
+        raise ValueError(f"timeout must be positive, got {timeout}")
+    flag = os.environ.get("PAPERS30_ALONE_FLAG", "").strip()
+    start = time.monotonic()
+    while flag and not os.path.exists(flag):
+        if time.monotonic() - start > timeout:
+            raise TimeoutError(f"no other chapter should be running after {timeout} s, but {flag} does not exist")
+        time.sleep(0.1)
+    return time.monotonic() - start

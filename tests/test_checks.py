@@ -120,3 +120,20 @@ def test_dataclass_fields_checks_each_annotation_by_hand():
         field = next(iter(change))
         with pytest.raises(TypeError, match=f"^{field} must be"):
             Thing(**kwargs)
+
+
+def test_dataclass_fields_shallow_checks_containers_by_kind_only():
+    from dataclasses import dataclass
+
+    @dataclass
+    class Rows:
+        n: int
+        rows: list[list[int]]
+
+        def __post_init__(self):
+            _checks.dataclass_fields(self, deep=False)
+
+    Rows(1, [[1, "a"]])  # elements are not looked at
+    for change in [dict(n="1"), dict(rows="ab"), dict(rows=3)]:
+        with pytest.raises(TypeError, match=f"^{next(iter(change))} must be"):
+            Rows(**(dict(n=1, rows=[[1]]) | change))

@@ -103,3 +103,18 @@ def test_exclusive_chapters_are_read_from_the_front_matter(tmp_path):
     page.with_suffix(".ipynb").write_text(json.dumps({"metadata": {"papers30": {"exclusive": True}}}))
     assert execute.exclusive(page)  # or the paired notebook's metadata, where jupytext keeps it
     assert execute.exclusive(ROOT / "book/part1/09_gpipe.md")  # the chapter that times real processes
+
+
+def test_the_exclusive_chapter_starts_when_little_shared_work_is_left():
+    """Reference: the choices worked out by hand (overlap 20 s)."""
+    assert execute.pick_next(["a", "b"], ["x"], remaining=45.0) == "a"
+    assert execute.pick_next(["a", "b"], ["x"], remaining=19.5) == "x"
+    assert execute.pick_next([], ["x"], remaining=60.0) == "x"  # nothing else to start
+    assert execute.pick_next(["a"], [], remaining=5.0) == "a"
+
+
+def test_the_exclusive_chapter_waits_for_the_machine():
+    """Reference: book/part1/09_gpipe.md times real processes only after papers30.runtime.wait_until_alone()."""
+    text = (ROOT / "book/part1/09_gpipe.md").read_text()
+    wait, timing = text.find("wait_until_alone()"), text.find("fastest_steps(pipe")
+    assert 0 < wait < timing

@@ -340,6 +340,28 @@ def test_fit_hulls_draws_the_same_batches_for_every_model_with_the_same_seed(gen
     assert short == losses[0][:2]
 
 
+def test_fit_hulls_trains_on_the_targets_hull_targets_makes_per_batch(gen):
+    """Reference: a plain loop that draws each batch the same way and pads its hulls with hull_targets."""
+    from papers30.runtime import generator
+    from papers30.training import fit
+
+    train = {n: hull_dataset(n, 32, gen) for n in (4, 7)}
+    torch.manual_seed(0)
+    got = fit_hulls(PointerNetwork(2, 4), train, steps=6, batch=8, lr=1e-2, seed=3, clip=1.0).losses
+    torch.manual_seed(0)
+    model, draw, sizes = PointerNetwork(2, 4), generator(3), sorted(train)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 6)
+
+    def loss_fn(step):
+        points, hulls = train[sizes[step % len(sizes)]]
+        idx = torch.randint(0, len(hulls), (8,), generator=draw)
+        return model.loss(points[idx], hull_targets([hulls[i] for i in idx.tolist()]))
+
+    want = fit(model, optimizer, loss_fn, 6, scheduler=schedule, clip=1.0).losses
+    assert got == want
+
+
 @pytest.mark.parametrize(
     "kwargs,exc,name",
     [

@@ -168,3 +168,36 @@ def test_configure_threads_rejects_bad_values_naming_the_variable(monkeypatch, b
     monkeypatch.setenv("PAPERS30_THREADS", bad)
     with pytest.raises(ValueError, match="PAPERS30_THREADS"):
         configure_threads()
+
+
+def test_wait_until_alone_returns_at_once_outside_the_build(monkeypatch):
+    from papers30.runtime import wait_until_alone
+
+    monkeypatch.delenv("PAPERS30_ALONE_FLAG", raising=False)
+    assert wait_until_alone() < 0.05
+
+
+def test_wait_until_alone_waits_for_the_executors_flag(monkeypatch, tmp_path):
+    """Reference: a thread that creates the flag file after 0.3 s, as the executor does."""
+    import threading
+    import time
+
+    from papers30.runtime import wait_until_alone
+
+    flag = tmp_path / "alone"
+    monkeypatch.setenv("PAPERS30_ALONE_FLAG", str(flag))
+    with pytest.raises(TimeoutError, match="alone"):
+        wait_until_alone(timeout=0.2)
+    timer = threading.Timer(0.3, flag.touch)
+    start = time.monotonic()
+    timer.start()
+    waited = wait_until_alone(timeout=5)
+    assert flag.exists() and 0.3 <= waited <= time.monotonic() - start + 1e-6 < 2
+
+
+@pytest.mark.parametrize("bad,exc", [(0, ValueError), (-1.0, ValueError), (True, TypeError), ("5", TypeError)])
+def test_wait_until_alone_rejects_bad_timeouts(bad, exc):
+    from papers30.runtime import wait_until_alone
+
+    with pytest.raises(exc, match="timeout"):
+        wait_until_alone(timeout=bad)

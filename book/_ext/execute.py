@@ -18,6 +18,13 @@ directly or through other modules, and its entries of ``papers.toml``
 ``_build/.papers30-deps.json``). An edit to one module re-runs only the
 chapters that import it. ``--dry-run`` lists what would run.
 
+Kernels are forked from one process that has imported torch and the package
+(``book/_ext/forkserver.py``), which saves each chapter the seconds a fresh
+kernel spends importing them; ``PAPERS30_NO_FORKSERVER=1`` starts every kernel
+from scratch instead. A chapter marked exclusive (it times real parallel work)
+starts while the last shared chapters finish and waits, in
+``papers30.runtime.wait_until_alone``, for them to end before it times.
+
 Chapters run longest first, using the last run's times (``SUMMARY``), or on
 a clean checkout the committed ``book/_ext/chapter-seconds.json``
 (``--save-order`` refreshes it from the last run), so that the two workers
@@ -37,7 +44,7 @@ import os
 import re
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,6 +56,7 @@ SUMMARY = BUILD / "execution-summary.json"  # per-chapter times, read by the exe
 # chapters first; refreshed from SUMMARY with --save-order after a full run.
 ORDER = Path(__file__).with_name("chapter-seconds.json")
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # forkserver
 
 
 def chapters() -> list[Path]:
@@ -74,12 +82,43 @@ def run_one(path: str) -> tuple[str, object, float, str | None, int]:
     from jupyter_cache.executors.utils import single_nb_execution
 
     nb = read(Path(path))
-    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=300, allow_errors=False)
+    extra = {}
+    if os.environ.get("PAPERS30_FORKSERVER"):  # kernels forked from one that has imported torch (forkserver.py)
+        import forkserver
+
+        extra["kernel_manager_class"] = forkserver.manager_class()
+        rss = BUILD / f".kernel-rss-{os.getpid()}"
+        rss.unlink(missing_ok=True)
+        os.environ["PAPERS30_KERNEL_RSS"] = str(rss)
+    result = single_nb_execution(nb, cwd=str(Path(path).parent), timeout=300, allow_errors=False, **extra)
     error = None if result.err is None else f"{type(result.err).__name__}: {result.err}"
-    # The kernel is this worker's child: once it has exited, its peak memory is in RUSAGE_CHILDREN
-    # (a running maximum over this worker's kernels, so an upper bound for this chapter).
-    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    if extra:  # the kernel was the fork server's child, which reported its peak memory (kB)
+        try:
+            peak = int(rss.read_text())
+        except (OSError, ValueError):
+            peak = 0
+    else:
+        # The kernel is this worker's child: once it has exited, its peak memory is in RUSAGE_CHILDREN
+        # (a running maximum over this worker's kernels, so an upper bound for this chapter).
+        peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
     return path, nb, result.time, error, peak
+
+
+def start_forkserver():
+    """Start book/_ext/forkserver.py for this build; return (process, socket path), or None if it fails."""
+    import subprocess
+    import tempfile
+
+    if os.environ.get("PAPERS30_NO_FORKSERVER"):
+        return None
+    path = os.path.join(tempfile.mkdtemp(prefix="papers30-"), "forkserver")
+    server = subprocess.Popen([sys.executable, str(Path(__file__).with_name("forkserver.py")), "serve", path],
+                              stdout=subprocess.PIPE, text=True)
+    if server.stdout.readline().strip() != "ready":
+        server.kill()
+        print("execute: the fork server did not start; every kernel starts from scratch")
+        return None
+    return server, path
 
 
 def exclusive(path: Path) -> bool:
@@ -139,6 +178,22 @@ def outdated(cache, stamps: dict[str, str]) -> tuple[list[Path], dict[str, str]]
     return todo, hashes
 
 
+def pick_next(waiting: list[str], exclusive: list[str], remaining: float, overlap: float = 20.0) -> str:
+    """The chapter to start on a free worker: the exclusive one once the shared work left
+    (``remaining`` expected seconds: ``waiting``, and what the running chapters still need) is at
+    most ``overlap`` seconds, else the next of ``waiting`` (longest first).
+
+    An exclusive chapter times real parallel work, so that part must have the machine to itself;
+    it calls :func:`papers30.runtime.wait_until_alone` just before, which waits for the flag the
+    executor sets once every shared chapter has finished. Started this way, its set-up (imports,
+    checks, schedules that sleep), about ``overlap`` seconds, runs beside the last shared work
+    instead of after it, and it waits for little.
+    """
+    if exclusive and (not waiting or remaining <= overlap):
+        return exclusive[0]
+    return waiting[0]
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -195,19 +250,49 @@ def main() -> int:
         key = Path(p).relative_to(ROOT).as_posix()
         return known.get(key, {}).get("seconds", hint.get(key, 1e9))
 
-    todo.sort(key=lambda p: -expected(p))
     print(f"execute: {len(todo)} chapter(s), {jobs} at a time, {threads} thread(s) each")
     start = time.perf_counter()
     failed = 0
     alone = [p for p in todo if exclusive(Path(p))]
     shared = [p for p in todo if p not in alone]
+    flag = BUILD / ".alone-flag"  # created once every shared chapter has finished
+    flag.unlink(missing_ok=True)
+    os.environ["PAPERS30_ALONE_FLAG"] = str(flag)
+    waiting = sorted(shared, key=lambda p: -expected(p))  # longest first
+    forkserver = start_forkserver()  # after the environment above is set: the kernels inherit the server's
+    if forkserver:
+        os.environ["PAPERS30_FORKSERVER"] = forkserver[1]
 
     def results():
+        exclusive = alone[:1]
+        running: dict = {}  # future -> (path, start time)
+        pending = set(shared)
+        if not pending:
+            flag.touch()
+
+        def fill(pool) -> None:
+            while len(running) < jobs and (waiting or exclusive):
+                now = time.perf_counter()
+                left = sum(expected(p) for p in waiting) + sum(
+                    max(0.0, expected(p) - (now - t)) for p, t in running.values() if p not in alone)
+                path = pick_next(waiting, exclusive, left)
+                (exclusive if path in exclusive else waiting).remove(path)
+                running[pool.submit(run_one, path)] = (path, now)
+
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            yield from ((r, jobs) for r in pool.map(run_one, shared))
-        # Chapters that time real parallel work run alone, after the others.
+            fill(pool)
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                finished = [(f, running.pop(f)[0]) for f in done]
+                pending.difference_update(p for _, p in finished)
+                if not pending and not flag.exists():
+                    flag.touch()  # the exclusive chapter may now time its work
+                fill(pool)
+                for f, path in finished:
+                    yield f.result(), (1 if path in alone else jobs)
+        # Further exclusive chapters run one after another, alone.
         with ProcessPoolExecutor(max_workers=1) as pool:
-            yield from ((r, 1) for r in pool.map(run_one, alone))
+            yield from ((r, 1) for r in pool.map(run_one, alone[1:]))
 
     for (path, nb, seconds, error, peak), ran_with in results():
             key = Path(path).relative_to(ROOT).as_posix()
@@ -224,6 +309,9 @@ def main() -> int:
             save_stamps(stamps)
             print(f"execute: {name} {seconds:.1f} s")
     wall = time.perf_counter() - start
+    if forkserver:
+        forkserver[0].kill()
+        forkserver[0].wait()
     summary["chapters"] = known
     if len(todo) == len(chapters()):
         summary["full_run"] = {"wall_seconds": round(wall, 1), "jobs": jobs, "threads": threads,
