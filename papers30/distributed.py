@@ -693,20 +693,21 @@ class Pipeline:
                           events=events, peak_bytes=[None] * k, wall_s=wall)
 
 
-def fastest_steps(
+def timed_rounds(
     pipe: Pipeline,
     model: nn.Sequential,
     x: torch.Tensor,
     y: torch.Tensor,
     settings: list[tuple[int, int]],
     repeats: int = 3,
-) -> dict[tuple[int, int], StepResult]:
-    """Time each ``(K, M)`` setting ``repeats`` times and keep its fastest step.
+) -> list[dict[tuple[int, int], StepResult]]:
+    """Time every ``(K, M)`` setting once per round, ``repeats`` rounds; return each round's steps.
 
-    The settings run in turn, round after round, so that a disturbance of the
-    machine hits them alike; "fastest" is the smallest
-    :attr:`StepResult.makespan`. ``(1, 1)`` is one process running the whole
-    model on the whole batch.
+    Within a round the settings run back to back, so a slowdown of the
+    machine that lasts a few seconds (another program, a busy neighbour on a
+    shared host) hits them alike and a ratio of two times of the same round
+    cancels it. ``(1, 1)`` is one process running the whole model on the
+    whole batch.
     """
     if not isinstance(pipe, Pipeline):
         raise TypeError(f"pipe must be a Pipeline, got {type(pipe).__name__}")
@@ -721,10 +722,4 @@ def fastest_steps(
         if not (isinstance(s, tuple) and len(s) == 2):
             raise TypeError(f"settings must hold (num_stages, num_microbatches) pairs, got {s!r}")
     n = _checks.positive_int("repeats", repeats)
-    best: dict[tuple[int, int], StepResult] = {}
-    for _ in range(n):
-        for k, m in settings:
-            r = pipe.run(model, x, y, k, m)
-            if (k, m) not in best or r.makespan < best[k, m].makespan:
-                best[k, m] = r
-    return best
+    return [{(k, m): pipe.run(model, x, y, k, m) for k, m in settings} for _ in range(n)]

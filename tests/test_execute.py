@@ -116,5 +116,5 @@ def test_the_exclusive_chapter_starts_when_little_shared_work_is_left():
 def test_the_exclusive_chapter_waits_for_the_machine():
     """Reference: book/part1/09_gpipe.md times real processes only after papers30.runtime.wait_until_alone()."""
     text = (ROOT / "book/part1/09_gpipe.md").read_text()
-    wait, timing = text.find("wait_until_alone()"), text.find("fastest_steps(pipe")
+    wait, timing = text.find("wait_until_alone()"), text.find("timed_rounds(pipe")
     assert 0 < wait < timing

@@ -6,11 +6,12 @@ Usage (by ``book/_ext/execute.py``; nothing here is needed to read or run a chap
     python book/_ext/forkserver.py kernel -f FILE   # what a kernel manager launches
 
 Every chapter's kernel is a fresh process that imports ipykernel, torch,
-NumPy and the package, and the first :func:`papers30.seed_everything` makes
-torch import its compiler stack (``torch.use_deterministic_algorithms`` sets a
-flag there). That is about four seconds per chapter, two minutes of CPU over
-the book, before any chapter computes anything. The server imports all of it
-once, then forks one child per kernel: the child starts ipykernel on the
+NumPy, matplotlib and the package, and the first
+:func:`papers30.seed_everything` makes torch import its compiler stack
+(``torch.use_deterministic_algorithms`` sets a flag there). That is four to
+five seconds per chapter, over two minutes of CPU for the book, before any
+chapter computes anything. The server imports all of it once (not
+``matplotlib.pyplot``, which hooks itself into the IPython it finds running), then forks one child per kernel: the child starts ipykernel on the
 connection file it is given, in the chapter's directory and environment, with
 nothing computed yet (importing modules draws no random numbers and starts
 no thread pools), so a chapter's numbers are those of a freshly started
@@ -88,13 +89,26 @@ def serve(path: str) -> None:
     """Import the heavy modules once, then fork a kernel for every request on the Unix socket ``path``."""
     import selectors
 
+    import importlib
+    import pkgutil
+
+    # What ipykernel sets before a chapter can import matplotlib, so rcParams read the same backend.
+    os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     import ipykernel.kernelapp  # noqa: F401
+    import matplotlib.figure  # noqa: F401
+    import matplotlib_inline.backend_inline  # noqa: F401 - not pyplot: it hooks into a running IPython
+    import myst_nb  # noqa: F401 - papers30.display.glue imports it
     import numpy  # noqa: F401
     import torch
     import torch._inductor.config  # noqa: F401 - what torch.use_deterministic_algorithms imports
 
-    import papers30  # noqa: F401
+    import papers30
 
+    for module in pkgutil.walk_packages(papers30.__path__, "papers30."):
+        if module.name != "papers30.plotting":  # imports pyplot
+            importlib.import_module(module.name)
+    if "matplotlib.pyplot" in sys.modules:
+        raise RuntimeError("the fork server must not import matplotlib.pyplot")
     del torch
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
