@@ -83,3 +83,23 @@ def test_the_server_stops_when_the_build_that_started_it_ends(tmp_path):
         time.sleep(0.2)
     os.kill(pid, 9)
     pytest.fail("the fork server outlived the process that started it")
+
+
+def test_a_forked_kernel_glues_a_chapters_figures_as_images(tmp_path, server, monkeypatch):
+    """Reference: chapter 23 in a fresh kernel. Preloading matplotlib_inline in the server once
+    left every glued figure without its image (the inline backend hooks into the IPython it finds)."""
+    from jupyter_cache.executors.utils import single_nb_execution
+
+    monkeypatch.setenv("PAPERS30_FIGURE_DIR", str(tmp_path / "figures"))
+    monkeypatch.setenv("PAPERS30_LEDGER_DIR", str(tmp_path / "ledger"))
+    chapter = ROOT / "book" / "part3" / "23_mdl_tutorial.md"
+
+    def mimes(**kwargs) -> list[list[str]]:
+        nb = execute.read(chapter)
+        result = single_nb_execution(nb, cwd=str(chapter.parent), timeout=120, allow_errors=False, **kwargs)
+        assert result.err is None, result.exc_string
+        return [sorted(o.get("data", {})) for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+
+    forked = mimes(kernel_manager_class=forkserver.manager_class())
+    assert forked == mimes()
+    assert any(m.endswith("image/png") for kinds in forked for m in kinds)

@@ -95,8 +95,7 @@ def serve(path: str) -> None:
     # What ipykernel sets before a chapter can import matplotlib, so rcParams read the same backend.
     os.environ.setdefault("MPLBACKEND", "module://matplotlib_inline.backend_inline")
     import ipykernel.kernelapp  # noqa: F401
-    import matplotlib.figure  # noqa: F401
-    import matplotlib_inline.backend_inline  # noqa: F401 - not pyplot: it hooks into a running IPython
+    import matplotlib.figure  # noqa: F401 - not pyplot or matplotlib_inline: they hook into a running IPython
     import myst_nb  # noqa: F401 - papers30.display.glue imports it
     import numpy  # noqa: F401
     import torch
