@@ -94,7 +94,14 @@ def rnn_cell(
     """
     _check_cell(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, 1)
     _checks.one_of("nonlinearity", nonlinearity, ("tanh", "relu"))
-    pre = _affine(input, weight_ih, bias_ih) + _affine(hx, weight_hh, bias_hh)
+    return _rnn_step(_affine(input, weight_ih, bias_ih), hx, weight_hh, bias_hh, nonlinearity)
+
+
+def _rnn_step(
+    x_proj: torch.Tensor, hx: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None, nonlinearity: str
+) -> torch.Tensor:
+    """The recurrent part of :func:`rnn_cell`, given the input's share ``x_proj = W_ih x + b_ih (B, H)``."""
+    pre = x_proj + _affine(hx, weight_hh, bias_hh)
     return torch.tanh(pre) if nonlinearity == "tanh" else torch.relu(pre)
 
 
@@ -118,7 +125,22 @@ def lstm_cell(
     _check_cell(input, h, weight_ih, weight_hh, bias_ih, bias_hh, 4)
     _checks.tensor("hx[1] (c)", c, ndim=h.dim(), kind="float")
     _checks.size_matches("hx[1] (c)", tuple(c.shape), tuple(h.shape), "shape")
-    z = _affine(input, weight_ih, bias_ih) + _affine(h, weight_hh, bias_hh)
+    return _lstm_step(_affine(input, weight_ih, bias_ih), (h, c), weight_hh, bias_hh)
+
+
+def _lstm_step(
+    x_proj: torch.Tensor,
+    hx: tuple[torch.Tensor, torch.Tensor],
+    weight_hh: torch.Tensor,
+    bias_hh: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The gates of :func:`lstm_cell`, given the input's share ``x_proj = W_ih x + b_ih (B, 4H)``.
+
+    The runners compute ``x_proj`` for every time step at once (one matrix
+    product over the whole sequence), so only ``W_hh h`` is left per step.
+    """
+    h, c = hx
+    z = x_proj + _affine(h, weight_hh, bias_hh)  # all four gates' inputs, stacked
     z_i, z_f, z_g, z_o = z.chunk(4, dim=-1)
     i = torch.sigmoid(z_i)  # input gate: how much of the candidate to write
     f = torch.sigmoid(z_f)  # forget gate: how much of the old cell to keep
@@ -144,7 +166,14 @@ def gru_cell(
     ``h' (B, H)``.
     """
     _check_cell(input, hx, weight_ih, weight_hh, bias_ih, bias_hh, 3)
-    x_r, x_z, x_n = _affine(input, weight_ih, bias_ih).chunk(3, dim=-1)
+    return _gru_step(_affine(input, weight_ih, bias_ih), hx, weight_hh, bias_hh)
+
+
+def _gru_step(
+    x_proj: torch.Tensor, hx: torch.Tensor, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None
+) -> torch.Tensor:
+    """The gates of :func:`gru_cell`, given the input's share ``x_proj = W_ih x + b_ih (B, 3H)``."""
+    x_r, x_z, x_n = x_proj.chunk(3, dim=-1)
     h_r, h_z, h_n = _affine(hx, weight_hh, bias_hh).chunk(3, dim=-1)
     r = torch.sigmoid(x_r + h_r)  # reset gate: how much of h feeds the candidate
     z = torch.sigmoid(x_z + h_z)  # update gate: how much of h to keep
@@ -282,7 +311,8 @@ class _Recurrent(nn.Module):
         """``(weight_ih, weight_hh, bias_ih, bias_hh)`` of layer ``k``."""
         return tuple(getattr(self, f"{n}_l{k}") for n in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
 
-    def _step(self, x: torch.Tensor, state, params):  # one cell step; overridden
+    def _step(self, x_proj: torch.Tensor, state, weight_hh: torch.Tensor, bias_hh: torch.Tensor | None):
+        """One cell step from the input's share ``x_proj (B, gates * H)``; overridden."""
         raise NotImplementedError
 
     def _drop(self, x: torch.Tensor, where: str) -> torch.Tensor:
@@ -317,11 +347,14 @@ class _Recurrent(nn.Module):
         """
         finals = []
         for k in range(self.num_layers):
-            params = self.layer_params(k)
+            weight_ih, weight_hh, bias_ih, bias_hh = self.layer_params(k)
             x = self._drop(x, "input")
+            # The input's share of every gate, W_ih x_t + b_ih, for all T steps in
+            # one matrix product: (B, T, gates * H). Only W_hh h is left per step.
+            projected = _affine(x, weight_ih, bias_ih)
             state, outputs = states[k], []
-            for t in range(x.shape[1]):
-                state = self._step(x[:, t], self._drop_state(state), params)
+            for x_t in projected.unbind(1):
+                state = self._step(x_t, self._drop_state(state), weight_hh, bias_hh)
                 outputs.append(state[0] if isinstance(state, tuple) else state)
             x = torch.stack(outputs, dim=1)
             finals.append(state)
@@ -362,8 +395,8 @@ class RNN(_Recurrent):
                          dropout_placement=dropout_placement)
         self.nonlinearity = nonlinearity
 
-    def _step(self, x, state, params):
-        return rnn_cell(x, state, *params, nonlinearity=self.nonlinearity)
+    def _step(self, x_proj, state, weight_hh, bias_hh):
+        return _rnn_step(x_proj, state, weight_hh, bias_hh, self.nonlinearity)
 
     def forward(self, input: torch.Tensor, hx: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         x = self._check_input(input)
@@ -394,8 +427,8 @@ class GRU(RNN):
         super().__init__(input_size, hidden_size, num_layers, "tanh", bias, batch_first, dropout,
                          dropout_placement=dropout_placement)
 
-    def _step(self, x, state, params):
-        return gru_cell(x, state, *params)
+    def _step(self, x_proj, state, weight_hh, bias_hh):
+        return _gru_step(x_proj, state, weight_hh, bias_hh)
 
 
 class LSTM(_Recurrent):
@@ -414,8 +447,8 @@ class LSTM(_Recurrent):
 
     kind = "lstm"
 
-    def _step(self, x, state, params):
-        return lstm_cell(x, state, *params)
+    def _step(self, x_proj, state, weight_hh, bias_hh):
+        return _lstm_step(x_proj, state, weight_hh, bias_hh)
 
     def forward(
         self, input: torch.Tensor, hx: tuple[torch.Tensor, torch.Tensor] | None = None
