@@ -202,6 +202,8 @@ def test_chapters_execute_within_budget():
     full = summary.get("full_run")
     assert full and full["chapters"] == len(chapter_files()), "make test executes every chapter from clean"
     assert full["wall_seconds"] <= 720.0, f"the book took {full['wall_seconds']} s, over the 12-minute budget"
+    if Path("/proc/self/smaps_rollup").exists():  # the executor samples the memory of all its processes
+        assert full["peak_memory_mb"] <= 4096, f"the build's processes used {full['peak_memory_mb']} MB together"
     text = (BUILD / "html" / "book" / "back" / "execution.html").read_text()
     assert "against a budget of 720 s" in text
     for f in chapter_files():

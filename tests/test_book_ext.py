@@ -46,6 +46,15 @@ def test_budget_rows_by_hand():
     assert "add up to 136 s" in sentence
 
 
+def test_budget_sentence_gives_the_build_memory_when_measured():
+    summary = {"chapters": {}, "full_run": {"wall_seconds": 70.0, "jobs": 2, "threads": 1, "chapters": 2,
+                                            "cpus": 2, "peak_memory_mb": 3072.0}}
+    sentence, _ = ext.budget_rows(summary, [])
+    assert "used at most 3.00 GB of memory together" in sentence and "budget of 4 GB" in sentence
+    del summary["full_run"]["peak_memory_mb"]
+    assert "GB" not in ext.budget_rows(summary, [])[0]
+
+
 @pytest.mark.parametrize("missing", [{}, {"chapters": {}}])
 def test_budget_without_a_full_run_says_so(missing):
     sentence, _ = ext.budget_rows(missing, [])

@@ -30,6 +30,10 @@ a clean checkout the committed ``book/_ext/chapter-seconds.json``
 (``--save-order`` refreshes it from the last run), so that the two workers
 finish close together.
 
+While the chapters run, ``treememory.PeakSampler`` samples the memory of this
+process and everything below it (workers, fork server, kernels and their own
+children) together; a full run stores the peak in ``SUMMARY``.
+
 Each kernel gets ``PAPERS30_THREADS = cores // N`` (chapters call
 ``papers30.configure_threads()``), so for a given ``N`` the numbers do not
 depend on how many chapters happen to need executing; another thread count
@@ -39,6 +43,7 @@ can change floating-point results in the last digits.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -56,7 +61,9 @@ SUMMARY = BUILD / "execution-summary.json"  # per-chapter times, read by the exe
 # chapters first; refreshed from SUMMARY with --save-order after a full run.
 ORDER = Path(__file__).with_name("chapter-seconds.json")
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # forkserver
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # forkserver, treememory
+
+import treememory  # noqa: E402
 
 
 def chapters() -> list[Path]:
@@ -252,7 +259,6 @@ def main() -> int:
 
     print(f"execute: {len(todo)} chapter(s), {jobs} at a time, {threads} thread(s) each")
     start = time.perf_counter()
-    failed = 0
     alone = [p for p in todo if exclusive(Path(p))]
     shared = [p for p in todo if p not in alone]
     flag = BUILD / ".alone-flag"  # created once every shared chapter has finished
@@ -294,20 +300,25 @@ def main() -> int:
         with ProcessPoolExecutor(max_workers=1) as pool:
             yield from ((r, 1) for r in pool.map(run_one, alone[1:]))
 
-    for (path, nb, seconds, error, peak), ran_with in results():
-            key = Path(path).relative_to(ROOT).as_posix()
-            known[key] = {"seconds": round(seconds, 1), "ok": not error, "peak_rss_mb": round(peak / 1024, 1),
-                          "threads": threads, "jobs": ran_with}
-            name = Path(path).relative_to(ROOT)
-            if error:
-                failed += 1
-                print(f"execute: {name} FAILED ({error.splitlines()[0][:200]}); the build will re-run it")
-                continue
-            cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
-                                        check_validity=False, overwrite=True)
-            stamps[Path(path).relative_to(ROOT).as_posix()] = hashes[Path(path).relative_to(ROOT).as_posix()]
-            save_stamps(stamps)
-            print(f"execute: {name} {seconds:.1f} s")
+    def record(result, ran_with: int) -> None:
+        path, nb, seconds, error, peak = result
+        key = Path(path).relative_to(ROOT).as_posix()
+        known[key] = {"seconds": round(seconds, 1), "ok": not error, "peak_rss_mb": round(peak / 1024, 1),
+                      "threads": threads, "jobs": ran_with}
+        name = Path(path).relative_to(ROOT)
+        if error:
+            print(f"execute: {name} FAILED ({error.splitlines()[0][:200]}); the build will re-run it")
+            return
+        cache.cache_notebook_bundle(CacheBundleIn(nb, path, data={"execution_seconds": seconds}),
+                                    check_validity=False, overwrite=True)
+        stamps[key] = hashes[key]
+        save_stamps(stamps)
+        print(f"execute: {name} {seconds:.1f} s")
+
+    sampler = treememory.PeakSampler() if treememory.available() else contextlib.nullcontext()
+    with sampler:
+        for result, ran_with in results():
+            record(result, ran_with)
     wall = time.perf_counter() - start
     if forkserver:
         forkserver[0].kill()
@@ -316,8 +327,11 @@ def main() -> int:
     if len(todo) == len(chapters()):
         summary["full_run"] = {"wall_seconds": round(wall, 1), "jobs": jobs, "threads": threads,
                                "chapters": len(todo), "cpus": os.cpu_count()}
+        if isinstance(sampler, treememory.PeakSampler):  # this process and all below it, together
+            summary["full_run"]["peak_memory_mb"] = round(sampler.peak_kb / 1024, 1)
     SUMMARY.write_text(json.dumps(summary, indent=1, sort_keys=True))
-    print(f"execute: done in {wall:.1f} s")
+    print(f"execute: done in {wall:.1f} s"
+          + (f", peak memory {sampler.peak_kb / 1024:.0f} MB" if isinstance(sampler, treememory.PeakSampler) else ""))
     return 0  # failures are reported by the Sphinx build that follows
 
 

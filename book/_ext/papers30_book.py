@@ -169,10 +169,11 @@ class KernelBenchmarks(SphinxDirective):
         para += nodes.Text(f"Measured on {data['machine']}, {data['date']}, median of {data['repeats']} "
                            "repeats of forward plus backward, by ")
         para += nodes.literal(text="make bench")
-        para += nodes.Text(".")
+        load = data.get("load_average")
+        para += nodes.Text("." if load is None else f", with a load average of {load:.2f} when it started.")
         rows = [[r["kernel"], r["shape"], f"{r['ours_ms']:.2f}", f"{r['torch_ms']:.2f}", f"{r['ratio']:.2f}",
                  f"{r['target']:g}", "yes" if r["met"] else "no", r.get("note", "")] for r in data["rows"]]
-        head = ["Kernel", "Shapes", "Ours (ms)", "Torch (ms)", "Ratio", "Target", "Met", "Why it misses"]
+        head = ["Kernel", "Shapes", "Ours (ms)", "Torch (ms)", "Ratio", "Target", "Met", "Notes from profiling"]
         return [para, _table(head, rows, [18, 20, 9, 9, 7, 7, 6, 24])]
 
 
@@ -208,6 +209,10 @@ def budget_rows(summary: dict, chapter_docs: list[str]) -> tuple[str, list[list[
         wall = (f"The last run that executed every chapter took {full['wall_seconds']:.0f} s of wall time "
                 f"({full['chapters']} chapters, {full['jobs']} at a time with {full['threads']} thread(s) each, "
                 f"on {full['cpus']} cores), against a budget of {BOOK_BUDGET_S:.0f} s.")
+        if "peak_memory_mb" in full:
+            wall += (f" Its processes (workers, kernels and their children) used at most "
+                     f"{full['peak_memory_mb'] / 1024:.2f} GB of memory together (proportional set size, "
+                     "shared pages counted once, sampled every 0.5 s), against a budget of 4 GB.")
     else:
         wall = "No run has executed every chapter in this build directory yet."
     sentence = (f"{wall} Chapter times add up to {total:.0f} s; the budget is {CHAPTER_BUDGET_S:.0f} s "
