@@ -9,7 +9,10 @@ Three levels, each mirroring a torch built-in so the two can be compared side
 by side:
 
 * the functional cells :func:`rnn_cell`, :func:`lstm_cell` and
-  :func:`gru_cell`: one time step, every gate on its own line;
+  :func:`gru_cell`: one time step. Each checks its arguments, computes the
+  input's share of the gates, ``W_ih x + b_ih``, and hands it to
+  ``_rnn_step`` / ``_lstm_step`` / ``_gru_step``, where every gate has its
+  own line;
 * the modules :class:`RNNCell`, :class:`LSTMCell` and :class:`GRUCell`,
   whose parameters have the names, shapes, gate order and initialisation of
   ``torch.nn.RNNCell`` / ``LSTMCell`` / ``GRUCell``;
@@ -18,7 +21,9 @@ by side:
   ``GRU`` (``weight_ih_l0``, ``bias_hh_l1``, ...), so a state dict loads from
   one into the other unchanged. Like torch, the runners default to
   ``batch_first=False`` (inputs ``(T, B, D)``); the package's own models pass
-  ``batch_first=True`` and work on ``(B, T, D)``.
+  ``batch_first=True`` and work on ``(B, T, D)``. Like torch's, they project
+  a layer's whole input sequence with one matrix product and call the step
+  functions above through time, so only ``W_hh h`` is computed per step.
 
 Gate order in the stacked weights is torch's: LSTM ``i, f, g, o`` (input,
 forget, candidate, output), GRU ``r, z, n`` (reset, update, candidate).
