@@ -132,6 +132,9 @@ class LanguageModel(nn.Module):
         ``(h, c)`` for the LSTM), or ``None`` for zeros.
         """
         _checks.tensor("tokens", tokens, ndim=2, kind="int")
+        if not (state is None or isinstance(state, torch.Tensor) or (
+                isinstance(state, tuple) and len(state) == 2 and all(isinstance(t, torch.Tensor) for t in state))):
+            raise TypeError(f"state must be None, a tensor h or a pair (h, c) of tensors, got {type(state).__name__}")
         x = self.embedding(tokens)
         if self.dropout:  # fused runner: the non-recurrent masks the package's runner applies itself
             x = F.dropout(x, self.dropout, self.training)

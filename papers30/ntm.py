@@ -260,6 +260,8 @@ class NTMCell(nn.Module):
     def forward(self, x: torch.Tensor, state: NTMState | None = None) -> tuple[torch.Tensor, NTMState]:
         x = _checks.tensor("x", x, ndim=2, kind="float")
         _checks.size_matches("x", x.shape[1], self.input_size, "feature size")
+        if state is not None and not isinstance(state, NTMState):
+            raise TypeError(f"state must be an NTMState or None, got {type(state).__name__}")
         s = self.initial_state(x.shape[0], x) if state is None else state
         h, c = self._control(torch.cat([x, s.r], dim=-1), s)
         head, erase, add = self.write_head(h).split([sum(self.head_sizes), self.M, self.M], dim=-1)

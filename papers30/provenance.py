@@ -222,7 +222,10 @@ class _StripChecks(ast.NodeTransformer):
     @staticmethod
     def _is_check_call(node: ast.AST) -> bool:
         func = node.func if isinstance(node, ast.Call) else node
-        return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) and func.value.id == "_checks"
+        # ``_checks.*`` validates; ``_provenance.*`` (this module, imported under that name) only keeps
+        # notes for recorded runs. Neither can change a number.
+        return isinstance(func, ast.Attribute) and isinstance(func.value, ast.Name) \
+            and func.value.id in ("_checks", "_provenance")
 
     def _body(self, body: list[ast.stmt]) -> list[ast.stmt]:
         out = []
@@ -572,9 +575,24 @@ class RecordedRun:
     date: str
     records: list[dict[str, Any]]
     traces: dict[str, dict[str, Any]]
+    settings: list[Any] | None = None  # what each pick() of the chapter returned; None in older runs
 
     def __post_init__(self) -> None:
         _checks.dataclass_fields(self)
+
+    def settings_changed(self, picked: list[dict[str, Any]] | None = None) -> bool | None:
+        """Whether the chapter's :func:`~papers30.runtime.pick` settings for this run's scale differ
+        from those it was made with; ``None`` when the run stored none or no ``pick`` has run.
+
+        ``picked`` defaults to :data:`PICKED`, the calls made so far in this
+        process (a chapter's page calls :func:`show_recorded` after its ``pick``); only the calls
+        made so far are compared.
+        """
+        picked = PICKED if picked is None else picked
+        if self.settings is None or not picked:
+            return None
+        now = [_canonical(entry[self.scale]) for entry in picked]
+        return len(now) > len(self.settings) or now != [_canonical(v) for v in self.settings[:len(now)]]
 
     @property
     def stale(self) -> bool:
@@ -588,6 +606,33 @@ class RecordedRun:
         """The run's ledger records, their mean shown as the ledger shows it today."""
         return [_ledger.Record(**{**r, "shown": _ledger._value(r["mean"], r.get("digits", 3))})
                 for r in self.records]
+
+
+#: Every :func:`papers30.runtime.pick` call of this process, in order: the value it returns at each
+#: larger scale (``{"large": ..., "paper": ...}``), whichever scale runs.
+PICKED: list[dict[str, Any]] = []
+PICKED_FILE = "picked.json"  # written beside the traces while ``make reproduce`` runs
+
+
+def remember_pick(large: Any, paper: Any, chosen: str) -> None:
+    """Note one :func:`~papers30.runtime.pick` call: its ``large`` and ``paper`` values and the scale in use.
+
+    While a recorded run is being made (``PAPERS30_TRACE_DIR`` set), also write the values picked so
+    far at that scale to :data:`PICKED_FILE` there; ``make reproduce`` stores them with the run.
+    Called only by ``pick``; it changes no number, so run hashes leave the call out.
+    """
+    _checks.one_of("chosen", chosen, ("small", "large", "paper"))
+    PICKED.append({"large": large, "paper": paper})
+    where = os.environ.get(TRACE_ENV, "").strip()
+    if where and chosen != "small":
+        path = Path(where) / PICKED_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps([entry[chosen] for entry in PICKED], default=repr))
+
+
+def _canonical(value: Any) -> str:
+    """A setting as canonical JSON (tuples as lists, keys sorted), for comparing settings across runs."""
+    return json.dumps(value, sort_keys=True, default=repr)
 
 
 def results_path(chapter: int, directory: Path | None = None) -> Path:
@@ -609,18 +654,35 @@ def recorded_runs(directory: Path | None = None) -> list[RecordedRun]:
     return [RecordedRun(**json.loads(p.read_text(encoding="utf-8"))) for p in sorted(where.glob("ch[0-9][0-9].json"))]
 
 
-def show_recorded(chapter: int, directory: Path | None = None) -> "_ledger.Markdown":
-    """Markdown describing chapter ``chapter``'s recorded run and its headline, labelled as recorded."""
+def show_recorded(chapter: int, directory: Path | None = None,
+                  picked: list[dict[str, Any]] | None = None) -> "_ledger.Markdown":
+    """Markdown describing chapter ``chapter``'s recorded run and its headline, labelled as recorded.
+
+    The run is marked stale when the chapter's numerical code or criteria changed since it was
+    made (:attr:`RecordedRun.stale`) or when its ``pick`` settings did
+    (:meth:`RecordedRun.settings_changed` with ``picked``, default this process's calls).
+    """
     run = recorded_run(chapter, directory)
     if run is None:
         return _ledger.Markdown(f"No recorded larger run is stored for chapter {chapter} "
                                 f"(`make reproduce CH={chapter}` makes one).")
     records = run.ledger_records()
     head = next((r for r in records if r.headline), None)
-    state = ("**stale**: the chapter's numerical code or declared criteria changed after this run was "
-             f"recorded (recorded with hash `{run.chapter_hash}`, now `{run_hash(chapter)}`); "
-             f"rerun `make reproduce CH={chapter}`" if run.stale else "current: the chapter's numerical "
-             f"code and declared criteria are unchanged since it was recorded (hash `{run.chapter_hash}`)")
+    changed = run.settings_changed(picked)
+    if run.stale:
+        state = ("**stale**: the chapter's numerical code or declared criteria changed after this run was "
+                 f"recorded (recorded with hash `{run.chapter_hash}`, now `{run_hash(chapter)}`); "
+                 f"rerun `make reproduce CH={chapter}`")
+    elif changed:
+        state = (f"**stale**: the chapter's `pick` settings for scale `{run.scale}` differ from those this "
+                 f"run was made with; rerun `make reproduce CH={chapter}`")
+    else:
+        state = ("current: the chapter's numerical code and declared criteria are unchanged since it was "
+                 f"recorded (hash `{run.chapter_hash}`)")
+        if changed is False:
+            state += ", and so are its `pick` settings"
+        elif run.settings is None:
+            state += "; its `pick` settings were not stored with it, so a change to them would not show here"
     lines = [
         f"**Recorded run, not executed by this build.** Scale `{run.scale}`, made with `{run.command}` "
         f"on {run.date} at commit `{run.commit}`, on {run.device} with {run.threads} thread(s), "

@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from papers30 import _checks
+from papers30 import provenance as _provenance
 
 SCALES = ("small", "large", "paper")
 T = TypeVar("T")
@@ -143,11 +144,15 @@ def pick(small: T, paper: T, large: T | None = None) -> T:
     """Return ``small``, ``large`` or ``paper`` according to :func:`scale`.
 
     A chapter without a ``large`` setting runs its ``paper`` one at ``large``.
+    Each call is remembered (:func:`papers30.provenance.remember_pick`), so
+    that a recorded run keeps the settings it was made with and a chapter's
+    page can tell when they have changed since.
     """
     _checks.same_kind("paper", paper, small)
     if large is not None:
         _checks.same_kind("large", large, small)
     chosen = scale()
+    _provenance.remember_pick(paper if large is None else large, paper, chosen)  # bookkeeping only
     if chosen == "small":
         return small
     if chosen == "large" and large is not None:

@@ -118,6 +118,9 @@ def test_language_model_options_and_bad_inputs():
         LanguageModel(5, 4, dropout_placement="everywhere")
     with pytest.raises(TypeError, match="tokens"):
         model(torch.zeros(2, 3))
+    for bad in ("h", (torch.zeros(1, 2, 4),), [torch.zeros(1, 2, 4)] * 2):
+        with pytest.raises(TypeError, match="^state "):
+            model(torch.zeros(2, 3, dtype=torch.long), bad)
 
 
 def test_bits_per_token_matches_hand_computation():

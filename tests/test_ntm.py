@@ -410,6 +410,8 @@ def test_bad_constructor_and_runner_inputs():
         NTM(3, 2)(torch.zeros(1, 2, 4))
     with pytest.raises(ValueError, match="^x "):
         NTM(3, 2)(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="^state "):
+        NTMCell(3, 2)(torch.zeros(2, 3), "state")
     with pytest.raises(ValueError, match="^controller "):
         NTMCell(3, 2, controller="gru")
     with pytest.raises(ValueError, match="^model "):

@@ -381,3 +381,87 @@ def test_chapter_hash_follows_the_chapters_recorded_run_only(tmp_path, monkeypat
     changed = {c for c in CHAPTERS if after[c] != before[c]}
     # chapters that had a stored run now see none (the directory moved), the target sees a new one
     assert changed == {target} | stored
+
+
+# --- the pick() settings a recorded run was made with ---------------------------------------------
+
+
+def test_pick_writes_its_settings_while_a_run_is_recorded(tmp_path, monkeypatch):
+    """Reference: the values passed to pick, in call order, as JSON (tuples become lists)."""
+    from papers30.runtime import pick
+
+    monkeypatch.setattr(provenance, "PICKED", [])
+    monkeypatch.setenv("PAPERS30_SCALE", "large")
+    monkeypatch.setenv(provenance.TRACE_ENV, str(tmp_path))
+    assert pick(small=dict(steps=10), large=dict(steps=100, widths=(8, 16)), paper=dict(steps=1000, widths=(1, 2))) \
+        == dict(steps=100, widths=(8, 16))
+    assert pick(3, 30) == 30  # no large setting: the paper one
+    stored = json.loads((tmp_path / provenance.PICKED_FILE).read_text())
+    assert stored == [{"steps": 100, "widths": [8, 16]}, 30]
+    assert provenance.PICKED == [{"large": dict(steps=100, widths=(8, 16)), "paper": dict(steps=1000, widths=(1, 2))},
+                                 {"large": 30, "paper": 30}]
+
+
+def test_pick_writes_nothing_at_the_build_scale(tmp_path, monkeypatch):
+    from papers30.runtime import pick
+
+    monkeypatch.setattr(provenance, "PICKED", [])
+    monkeypatch.delenv("PAPERS30_SCALE", raising=False)
+    monkeypatch.setenv(provenance.TRACE_ENV, str(tmp_path))
+    assert pick(1, 3, 2) == 1
+    assert not (tmp_path / provenance.PICKED_FILE).exists() and provenance.PICKED == [{"large": 2, "paper": 3}]
+
+
+def test_remember_pick_rejects_an_unknown_scale():
+    with pytest.raises(ValueError, match="chosen"):
+        provenance.remember_pick(1, 2, "huge")
+
+
+def test_settings_changed_compares_the_calls_made_so_far(tmp_path):
+    """Reference: equality of the stored and present settings, by hand."""
+    chapter = CHAPTERS[0]
+    run = RecordedRun(**_run(chapter, settings=[{"steps": 100, "widths": [8, 16]}, 30]))
+    same = [{"large": {"widths": (8, 16), "steps": 100}, "paper": {}}, {"large": 30, "paper": 30}]
+    assert run.settings_changed(same) is False
+    assert run.settings_changed(same[:1]) is False  # a page that shows the run before its second pick
+    assert run.settings_changed([{"large": {"steps": 200, "widths": (8, 16)}, "paper": {}}]) is True
+    assert run.settings_changed(same + [{"large": 1, "paper": 1}]) is True  # a pick the run never made
+    assert run.settings_changed([]) is None
+    assert RecordedRun(**_run(chapter)).settings_changed(same) is None  # stored no settings
+    paper = RecordedRun(**_run(chapter, scale="paper", settings=[{}, 30]))
+    assert paper.settings_changed(same) is False
+
+
+def test_show_recorded_flags_changed_settings(tmp_path):
+    chapter = CHAPTERS[0]
+    path = tmp_path / f"ch{chapter:02d}.json"
+    path.write_text(json.dumps(_run(chapter, settings=[{"steps": 100}])))
+    assert "and so are its `pick` settings" in show_recorded(chapter, tmp_path, picked=[{"large": {"steps": 100}}])
+    text = show_recorded(chapter, tmp_path, picked=[{"large": {"steps": 200}}])
+    assert "**stale**" in text and "`pick` settings for scale `large` differ" in text
+    path.write_text(json.dumps(_run(chapter)))
+    assert "were not stored with it" in show_recorded(chapter, tmp_path, picked=[{"large": {"steps": 200}}])
+
+
+def test_run_hash_leaves_out_bookkeeping_calls_to_provenance():
+    """Reference: the same function without the call; a ``_provenance`` note cannot change a number."""
+    with_note = """
+def f(x, n):
+    from papers30 import provenance as _provenance
+
+    _provenance.remember_pick(n, n, "small")
+    return x * n
+"""
+    without = """
+def f(x, n):
+    return x * n
+"""
+    assert provenance.code_fingerprint(with_note, "m.py") == provenance.code_fingerprint(without, "m.py")
+    assigned = """
+def f(x, n):
+    from papers30 import provenance as _provenance
+
+    n = _provenance.remember_pick(n, n, "small") or n
+    return x * n
+"""
+    assert provenance.code_fingerprint(assigned, "m.py") != provenance.code_fingerprint(without, "m.py")

@@ -56,7 +56,7 @@ def main() -> int:
     args = parser.parse_args()
     from run_chapter import execute
 
-    from papers30.provenance import run_hash
+    from papers30.provenance import PICKED_FILE, run_hash
 
     scale, device = device_name()
     scale = args.scale or scale
@@ -71,12 +71,14 @@ def main() -> int:
         records = json.loads((Path(tmp) / f"ch{args.chapter:02d}.json").read_text())
         traces_file = Path(tmp) / "traces.json"
         traces = json.loads(traces_file.read_text()) if traces_file.exists() else {}
+        picked_file = Path(tmp) / PICKED_FILE  # what each pick() of the chapter returned at this scale
+        settings = json.loads(picked_file.read_text()) if picked_file.exists() else None
     head = next((r for r in records if r["headline"]), None)
     run = {
         "chapter": args.chapter, "scale": scale, "command": f"make reproduce CH={args.chapter}",
         "commit": commit(), "chapter_hash": run_hash(args.chapter), "device": device,
         "threads": args.threads, "seeds": head["seeds"] if head else None, "wall_seconds": round(seconds, 1),
-        "date": dt.date.today().isoformat(), "records": records, "traces": traces,
+        "date": dt.date.today().isoformat(), "records": records, "traces": traces, "settings": settings,
     }
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"ch{args.chapter:02d}.json"
