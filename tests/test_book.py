@@ -395,3 +395,18 @@ def test_kernel_benchmarks_cover_every_kernel_with_a_torch_reference():
     assert data["machine"].split(",")[0] in text
     for name in stored:
         assert name.split(" ")[0] in text
+
+
+def test_recorded_runs_with_settings_are_compared_on_their_pages():
+    """Reference: the run files; a page that shows a run which stored its pick() settings must have
+    compared them with the chapter's present ones (the comparison runs in the chapter's kernel)."""
+    from papers30.papers import paper
+    from papers30.provenance import recorded_runs
+
+    require_site()
+    for run in recorded_runs():
+        if run.settings is None:
+            continue
+        text = re.sub(r"<[^>]+>", "", (BUILD / "html" / f"{paper(run.chapter).docname}.html").read_text())
+        assert "and so are its pick settings" in text or "pick settings for scale" in text, \
+            f"chapter {run.chapter}'s page did not compare its recorded run's settings"
