@@ -59,3 +59,13 @@ def test_budget_sentence_gives_the_build_memory_when_measured():
 def test_budget_without_a_full_run_says_so(missing):
     sentence, _ = ext.budget_rows(missing, [])
     assert sentence.startswith("No run has executed every chapter")
+
+
+def test_a_chapter_executed_since_the_last_read_is_read_again():
+    """Reference: the tokens by hand; a page whose chapter ran again must not keep the old outputs."""
+    found = {"book/part1/01_a", "book/part1/02_b", "book/back/execution"}
+    stamps = {"book/part1/01_a.md": "5", "book/part1/02_b.md": "7", "book/part1/09_gone.md": "1"}
+    assert ext.executed_since_read(stamps, {}, found) == ["book/part1/01_a", "book/part1/02_b"]
+    assert ext.executed_since_read(stamps, {"book/part1/01_a.md": "5", "book/part1/02_b.md": "6"}, found) \
+        == ["book/part1/02_b"]
+    assert ext.executed_since_read(stamps, dict(stamps), found) == []

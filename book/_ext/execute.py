@@ -56,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[2]
 BUILD = ROOT / "_build"
 CACHE = BUILD / ".jupyter_cache"
 STAMPS = BUILD / ".papers30-deps.json"
+EXECUTED = BUILD / ".papers30-executed.json"  # chapter -> token of its last run; Sphinx re-reads a new one
 SUMMARY = BUILD / "execution-summary.json"  # per-chapter times, read by the execution statistics page
 # Committed per-chapter times, so that a clean checkout (no SUMMARY yet) still runs the longest
 # chapters first; refreshed from SUMMARY with --save-order after a full run.
@@ -313,6 +314,9 @@ def main() -> int:
                                     check_validity=False, overwrite=True)
         stamps[key] = hashes[key]
         save_stamps(stamps)
+        executed = json.loads(EXECUTED.read_text()) if EXECUTED.exists() else {}
+        executed[key] = str(time.time_ns())  # book/_ext/papers30_book.py re-reads the page
+        EXECUTED.write_text(json.dumps(executed, indent=1, sort_keys=True))
         print(f"execute: {name} {seconds:.1f} s")
 
     sampler = treememory.PeakSampler() if treememory.available() else contextlib.nullcontext()

@@ -348,6 +348,37 @@ def _always_reread(app: Sphinx, env, added, changed, removed) -> list[str]:
     return sorted(getattr(env, "papers30_dynamic", set()) & env.found_docs)
 
 
+EXECUTED = Path("_build") / ".papers30-executed.json"  # written by book/_ext/execute.py
+
+
+def executed_since_read(stamps: dict[str, str], seen: dict[str, str], found: set[str]) -> list[str]:
+    """Docnames of the chapters ``execute.py`` has run since Sphinx last read them.
+
+    ``stamps`` maps a chapter's source (``book/part1/02_x.md``) to a token the
+    executor renews at every run of it; ``seen`` holds the tokens of the last read.
+    """
+    return sorted(doc for key, stamp in stamps.items()
+                  if seen.get(key) != stamp and (doc := key.removesuffix(".md")) in found)
+
+
+def _reread_executed(app: Sphinx, env, added, changed, removed) -> list[str]:
+    """Re-read a chapter the executor has run again since the last build.
+
+    Sphinx re-reads a page when its source or an included file changes; a
+    chapter re-executed because package code it imports (or its recorded run)
+    changed has neither, and its page would keep the outputs of the earlier run.
+    """
+    import json
+
+    try:
+        stamps = json.loads((Path(app.srcdir) / EXECUTED).read_text())
+    except (OSError, ValueError):
+        stamps = {}
+    docs = executed_since_read(stamps, getattr(env, "papers30_executed", {}), env.found_docs)
+    env.papers30_executed = dict(stamps)
+    return docs
+
+
 def _purge(app: Sphinx, env, docname: str) -> None:
     if hasattr(env, "papers30_dynamic"):
         env.papers30_dynamic.discard(docname)
@@ -575,6 +606,7 @@ def setup(app: Sphinx) -> dict:
     app.add_directive("kernel-benchmarks", KernelBenchmarks)
     app.connect("config-inited", _config_inited)
     app.connect("env-get-outdated", _always_reread)
+    app.connect("env-get-outdated", _reread_executed)
     app.connect("env-get-updated", _number_per_chapter, priority=900)
     app.connect("env-purge-doc", _purge)
     app.connect("doctree-resolved", _render_scorecard)
