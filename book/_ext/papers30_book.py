@@ -212,7 +212,7 @@ def budget_rows(summary: dict, chapter_docs: list[str]) -> tuple[str, list[list[
         if "peak_memory_mb" in full:
             wall += (f" Its processes (workers, kernels and their children) used at most "
                      f"{full['peak_memory_mb'] / 1024:.2f} GB of memory together (proportional set size, "
-                     "shared pages counted once, sampled every 0.5 s), against a budget of 4 GB.")
+                     "shared pages counted once, sampled every 5 s), against a budget of 4 GB.")
     else:
         wall = "No run has executed every chapter in this build directory yet."
     sentence = (f"{wall} Chapter times add up to {total:.0f} s; the budget is {CHAPTER_BUDGET_S:.0f} s "
