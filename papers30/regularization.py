@@ -93,6 +93,7 @@ def train_word_model(
     every: int = 100,
     init_range: float = 0.1,
     stop_after: int | None = None,
+    schedule: str = "constant",
 ) -> Run:
     """Chapter 4's experiment: a word-level LSTM language model with or without dropout, as one call.
 
@@ -102,12 +103,16 @@ def train_word_model(
     ``[-init_range, init_range]``) with ``dropout`` on the non-recurrent
     connections, built after :func:`papers30.runtime.seed_everything`
     ``(seed)``. It trains with Adam at ``lr`` for ``steps`` steps of ``batch``
-    rows by ``bptt`` words, gradients clipped to norm 5, the validation
+    rows by ``bptt`` words (``schedule="cosine"`` decays the rate from ``lr``
+    to 0 along a half cosine over the ``steps``; ``"constant"`` keeps it),
+    gradients clipped to norm 5, the validation
     perplexity measured every ``every`` steps without dropout, and returns the
     :class:`~papers30.language.Run` with the best (early-stopped) weights.
     Every argument is a plain value, so a recorded run can replay its first
     steps (``stop_after``).
     """
+    if schedule not in ("constant", "cosine"):
+        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
     corpus = word_corpus(n_train, n_valid, min_count)
     seed_everything(seed)
     device = get_device()
@@ -116,8 +121,9 @@ def train_word_model(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     train = BPTTBatches(corpus.train, batch, bptt).to(device)
     valid = BPTTBatches(corpus.valid, 10, 50).to(device)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps) if schedule == "cosine" else None
     return train_language_model(model, optimizer, train, valid, steps, every=every, clip=5.0,
-                                stop_after=stop_after)
+                                scheduler=decay, stop_after=stop_after)
 
 
 def overfitting_gap(perplexities: Sequence[float]) -> float:

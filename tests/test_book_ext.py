@@ -48,11 +48,18 @@ def test_budget_rows_by_hand():
 
 def test_budget_sentence_gives_the_build_memory_when_measured():
     summary = {"chapters": {}, "full_run": {"wall_seconds": 70.0, "jobs": 2, "threads": 1, "chapters": 2,
-                                            "cpus": 2, "peak_memory_mb": 3072.0}}
+                                            "cpus": 2, "peak_memory_mb": 3072.0, "sample_seconds": 2.5}}
     sentence, _ = ext.budget_rows(summary, [])
     assert "used at most 3.00 GB of memory together" in sentence and "budget of 4 GB" in sentence
+    assert "sampled every 2.5 s" in sentence  # the interval the run used, not a typed one
     del summary["full_run"]["peak_memory_mb"]
     assert "GB" not in ext.budget_rows(summary, [])[0]
+
+
+def test_the_executor_and_the_book_read_one_token_file():
+    import execute
+
+    assert ROOT / ext.EXECUTED == execute.EXECUTED
 
 
 @pytest.mark.parametrize("missing", [{}, {"chapters": {}}])

@@ -16,6 +16,7 @@ from torch import nn
 from papers30.data.text import BPTTBatches
 from papers30.language import LanguageModel, evaluate
 from papers30.data.text import load_text, tokenize
+from papers30.runtime import seed_everything
 from papers30.regularization import (UNK, Run, frequent_vocab, overfitting_gap, path_survival,
                                      train_language_model, train_word_model, windowed_perplexity, word_corpus)
 
@@ -233,6 +234,23 @@ def test_train_word_model_is_reproducible_and_uses_dropout():
     assert plain.losses[0] != full.losses[0]  # same weights and batch, but no masks
 
 
+def test_train_word_model_cosine_schedule_matches_a_hand_built_run():
+    """Reference: the same run assembled by hand with torch's CosineAnnealingLR."""
+    kw = dict(n_train=2000, n_valid=300, min_count=2, batch=4, bptt=5)
+    run = train_word_model(seed=3, hidden=8, steps=6, every=3, lr=1e-2, schedule="cosine", **kw)
+    corpus = word_corpus(2000, 300, 2)
+    seed_everything(3)
+    model = LanguageModel(len(corpus.vocab), 8, 1, init_range=0.1, fused=True)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    decay = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, 6)
+    hand = train_language_model(model, optimizer, BPTTBatches(corpus.train, 4, 5), BPTTBatches(corpus.valid, 10, 50),
+                                6, every=3, clip=5.0, scheduler=decay)
+    assert run.losses == hand.losses
+    assert optimizer.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # decayed to 0 at the last step
+    constant = train_word_model(seed=3, hidden=8, steps=6, every=3, lr=1e-2, **kw)
+    assert constant.losses[:2] == run.losses[:2] and constant.losses[2:] != run.losses[2:]
+
+
 # ------------------------------------------------------------------------ bad input
 
 
@@ -259,6 +277,7 @@ def test_train_word_model_is_reproducible_and_uses_dropout():
          "ids"),
         (lambda: word_corpus(0, 10), ValueError, "n_train"),
         (lambda: word_corpus(10**7, 10), ValueError, "n_train"),
+        (lambda: train_word_model(steps=1, schedule="linear"), ValueError, "schedule"),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(call, exc, name):

@@ -333,6 +333,7 @@ def main() -> int:
                                "chapters": len(todo), "cpus": os.cpu_count()}
         if isinstance(sampler, treememory.PeakSampler):  # this process and all below it, together
             summary["full_run"]["peak_memory_mb"] = round(sampler.peak_kb / 1024, 1)
+            summary["full_run"]["sample_seconds"] = sampler.interval
     SUMMARY.write_text(json.dumps(summary, indent=1, sort_keys=True))
     print(f"execute: done in {wall:.1f} s"
           + (f", peak memory {sampler.peak_kb / 1024:.0f} MB" if isinstance(sampler, treememory.PeakSampler) else ""))

@@ -33,6 +33,7 @@ from sphinx.util import logging
 from sphinx.util.docutils import SphinxDirective
 from sphinxcontrib.mermaid import mermaid
 
+import execute  # noqa: I001 (book/_ext, beside this file: the executor's paths)
 from papers30 import ledger
 from papers30.display import FIGURE_ENV
 from papers30.papers import Paper, all_papers, declared_claims
@@ -209,10 +210,11 @@ def budget_rows(summary: dict, chapter_docs: list[str]) -> tuple[str, list[list[
         wall = (f"The last run that executed every chapter took {full['wall_seconds']:.0f} s of wall time "
                 f"({full['chapters']} chapters, {full['jobs']} at a time with {full['threads']} thread(s) each, "
                 f"on {full['cpus']} cores), against a budget of {BOOK_BUDGET_S:.0f} s.")
-        if "peak_memory_mb" in full:
+        if "peak_memory_mb" in full and "sample_seconds" in full:
             wall += (f" Its processes (workers, kernels and their children) used at most "
                      f"{full['peak_memory_mb'] / 1024:.2f} GB of memory together (proportional set size, "
-                     "shared pages counted once, sampled every 5 s), against a budget of 4 GB.")
+                     f"shared pages counted once, sampled every {full['sample_seconds']:g} s), "
+                     "against a budget of 4 GB.")
     else:
         wall = "No run has executed every chapter in this build directory yet."
     sentence = (f"{wall} Chapter times add up to {total:.0f} s; the budget is {CHAPTER_BUDGET_S:.0f} s "
@@ -348,7 +350,7 @@ def _always_reread(app: Sphinx, env, added, changed, removed) -> list[str]:
     return sorted(getattr(env, "papers30_dynamic", set()) & env.found_docs)
 
 
-EXECUTED = Path("_build") / ".papers30-executed.json"  # written by book/_ext/execute.py
+EXECUTED = execute.EXECUTED.relative_to(execute.ROOT)  # written by book/_ext/execute.py
 
 
 def executed_since_read(stamps: dict[str, str], seen: dict[str, str], found: set[str]) -> list[str]:
