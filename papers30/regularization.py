@@ -111,8 +111,7 @@ def train_word_model(
     Every argument is a plain value, so a recorded run can replay its first
     steps (``stop_after``).
     """
-    if schedule not in ("constant", "cosine"):
-        raise ValueError(f"schedule must be 'constant' or 'cosine', got {schedule!r}")
+    _checks.one_of("schedule", schedule, ("constant", "cosine"))
     corpus = word_corpus(n_train, n_valid, min_count)
     seed_everything(seed)
     device = get_device()

@@ -278,6 +278,7 @@ def test_train_word_model_cosine_schedule_matches_a_hand_built_run():
         (lambda: word_corpus(0, 10), ValueError, "n_train"),
         (lambda: word_corpus(10**7, 10), ValueError, "n_train"),
         (lambda: train_word_model(steps=1, schedule="linear"), ValueError, "schedule"),
+        (lambda: train_word_model(steps=1, schedule=None), TypeError, "schedule"),
     ],
 )
 def test_bad_inputs_raise_naming_the_argument(call, exc, name):
