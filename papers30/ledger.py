@@ -184,6 +184,9 @@ class Record:
 
 
 def _make_record(d: Declaration, values: list[float], controls: list[float], seeds: list[int] | None) -> Record:
+    from papers30.runtime import scale  # runtime imports this module through provenance
+
+    expected, reason = d.expectation(scale())
     n = len(values)
     if controls and len(controls) not in (1, n):
         raise ValueError(f"control must hold one value or one per seed ({n}), got {len(controls)}")
@@ -202,8 +205,8 @@ def _make_record(d: Declaration, values: list[float], controls: list[float], see
         paper=d.paper, source=d.source, setting=d.setting, values=values, seeds=seeds, mean=mean,
         lo=min(finite) if finite else math.nan, hi=max(finite) if finite else math.nan,
         control=control, controls=controls, control_label=d.control, control_held=control_held,
-        criterion=criterion_text(d), held=all(per_seed), held_per_seed=per_seed, expected=d.expected,
-        reason=d.reason, digits=d.digits, shown=_value(mean, d.digits),
+        criterion=criterion_text(d), held=all(per_seed), held_per_seed=per_seed, expected=expected,
+        reason=reason, digits=d.digits, shown=_value(mean, d.digits),
     )
 
 
@@ -429,8 +432,12 @@ class RecordTable:
 
 
 @_checks.typed
-def audit(records: list[Record], chapters: list[int]) -> list[str]:
+def audit(records: list[Record], chapters: list[int], scale: str = "small") -> list[str]:
     """What breaks the claims protocol in the records of the written ``chapters``; empty when none.
+
+    ``scale`` is the scale the records were made at: the build's ``"small"``,
+    or a recorded run's, whose declared misses may differ
+    (:meth:`papers30.papers.Declaration.expectation`).
 
     The problems it names: a chapter without exactly one headline claim
     (declared and recorded), a headline on fewer than three seeds, a claim
@@ -439,6 +446,7 @@ def audit(records: list[Record], chapters: list[int]) -> list[str]:
     declaration, and a declared record that was never recorded.
     """
     _records("records", records)
+    _checks.one_of("scale", scale, ("small", "large", "paper"))
     if not isinstance(chapters, (list, tuple, set)) or any(isinstance(c, bool) or not isinstance(c, int)
                                                            for c in chapters):
         raise TypeError(f"chapters must be a list of chapter numbers, got {chapters!r:.60}")
@@ -459,7 +467,8 @@ def audit(records: list[Record], chapters: list[int]) -> list[str]:
             if d is None:
                 problems.append(f"{name}: recorded but not declared in papers.toml")
                 continue
-            if (r.kind, r.headline, r.expected, r.criterion) != (d.kind, d.headline, d.expected, criterion_text(d)):
+            if (r.kind, r.headline, r.expected, r.criterion) != (d.kind, d.headline, d.expectation(scale)[0],
+                                                                 criterion_text(d)):
                 problems.append(f"{name}: the record disagrees with its declaration (rebuild the chapter)")
             if r.headline and len(r.values) < MIN_HEADLINE_SEEDS:
                 problems.append(f"{name}: headline measured on {len(r.values)} seed(s), fewer than "

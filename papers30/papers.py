@@ -63,7 +63,8 @@ def paper(number: int) -> Paper:
 KINDS = ("claim", "check")
 _BOUNDS = ("at_least", "at_most", "above_control", "below_control")
 _FIELDS = {"chapter", "id", "kind", "headline", "quantity", "paper", "source", "setting", "control",
-           "expected", "reason", "digits", *_BOUNDS}
+           "expected", "reason", "recorded_expected", "recorded_reason", "digits", *_BOUNDS}
+RECORDED_SCALES = ("large", "paper")  # the scales of a recorded larger run (``make reproduce``)
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,11 @@ class Declaration:
     value and to the control) or a margin over the control measured in the
     same run (``above_control``: value >= control + margin;
     ``below_control``: value <= control - margin). ``expected = false``
-    declares a miss, with its ``reason``, before the run.
+    declares a miss, with its ``reason``, before the run. A recorded larger
+    run (scale ``"large"`` or ``"paper"``) may be expected to end otherwise
+    than the build: ``recorded_expected`` and ``recorded_reason`` declare that
+    (by default they are ``expected`` and ``reason``); :meth:`expectation`
+    gives the pair that applies at a scale.
     """
 
     chapter: int
@@ -96,11 +101,20 @@ class Declaration:
     expected: bool
     reason: str
     digits: int
+    recorded_expected: bool
+    recorded_reason: str
 
     def __post_init__(self) -> None:
         _checks.dataclass_fields(self)
         if self.kind not in KINDS:
             raise ValueError(f"kind must be one of {KINDS}, got {self.kind!r}")
+
+    def expectation(self, scale: str = "small") -> tuple[bool, str]:
+        """``(expected, reason)`` at ``scale``: the build's (``"small"``) or a recorded run's."""
+        _checks.one_of("scale", scale, ("small", *RECORDED_SCALES))
+        if scale == "small":
+            return self.expected, self.reason
+        return self.recorded_expected, self.recorded_reason
 
     @property
     def relative(self) -> bool:
@@ -136,12 +150,22 @@ def _declaration(entry: dict) -> Declaration:
     expected = bool(entry.get("expected", True))
     if not expected and not entry.get("reason"):
         raise ValueError(f"{where} declares a miss (expected = false) without its reason")
+    if "recorded_expected" in entry and not isinstance(entry["recorded_expected"], bool):
+        raise TypeError(f"{where}: recorded_expected must be true or false, got {entry['recorded_expected']!r}")
+    recorded_expected = entry.get("recorded_expected", expected)
+    if "recorded_reason" in entry and "recorded_expected" not in entry:
+        raise ValueError(f"{where} gives recorded_reason without recorded_expected")
+    recorded_reason = str(entry.get("recorded_reason", entry.get("reason", "") if recorded_expected == expected else ""))
+    if not recorded_expected and not recorded_reason:
+        raise ValueError(f"{where} declares a miss of the recorded run (recorded_expected = false) "
+                         "without its recorded_reason")
     return Declaration(
         chapter=int(entry["chapter"]), id=str(entry["id"]), kind=kind, headline=headline,
         quantity=str(entry.get("quantity", "")), paper=str(entry.get("paper", "")),
         source=str(entry.get("source", "")), setting=str(entry.get("setting", "")),
         control=str(entry.get("control", "")), expected=expected, reason=str(entry.get("reason", "")),
-        digits=int(entry.get("digits", 3)), **bounds,
+        digits=int(entry.get("digits", 3)), recorded_expected=recorded_expected,
+        recorded_reason=recorded_reason, **bounds,
     )
 
 

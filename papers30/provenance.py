@@ -489,7 +489,11 @@ def run_hash(chapter: int, source: str | None = None, read: Callable[[Path], byt
     for key, fingerprint in sorted(run_definitions(chapter, source, read).items()):
         h.update(key.encode() + b"\0")
         h.update(hashlib.sha256(fingerprint).digest())
-    criteria = [{k: getattr(d, k) for k in CRITERION_FIELDS} for d in declarations(chapter)]
+    # A recorded run's own expectation enters only where it differs from the build's, so that
+    # declaring it left the hashes of runs made before the field existed unchanged.
+    criteria = [{k: getattr(d, k) for k in CRITERION_FIELDS}
+                | ({"recorded_expected": d.recorded_expected} if d.recorded_expected != d.expected else {})
+                for d in declarations(chapter)]
     h.update(json.dumps(criteria, sort_keys=True).encode())
     return h.hexdigest()[:16]
 
@@ -656,7 +660,8 @@ def recorded_runs(directory: Path | None = None) -> list[RecordedRun]:
 
 def show_recorded(chapter: int, directory: Path | None = None,
                   picked: list[dict[str, Any]] | None = None) -> "_ledger.Markdown":
-    """Markdown describing chapter ``chapter``'s recorded run and its headline, labelled as recorded.
+    """Markdown describing chapter ``chapter``'s recorded run, labelled as recorded: its headline, then
+    every other record of the run with its verdict.
 
     The run is marked stale when the chapter's numerical code or criteria changed since it was
     made (:attr:`RecordedRun.stale`) or when its ``pick`` settings did
@@ -692,4 +697,15 @@ def show_recorded(chapter: int, directory: Path | None = None,
         lines += ["", f"Headline *{head.id}*: {head.seeds_text()} against the control's "
                       f"{head.shown_control} ({head.control_label}); criterion {head.criterion}: "
                       f"**{head.result}**."]
+    others = [r for r in records if not r.headline]
+    if others:
+        claims = [r for r in records if r.kind == "claim"]
+        checks = [r for r in records if r.kind == "check"]
+        lines += ["", f"All records of this run: {sum(r.held for r in claims)} of {len(claims)} claims held, "
+                      f"{sum(r.held for r in checks)} of {len(checks)} checks passed. The others:", ""]
+        for r in others:
+            control = "" if r.control is None else f" against the control's {r.shown_control}"
+            declared = " (**not declared** in `papers.toml`: a defect to fix)" if not r.held and r.expected else ""
+            lines.append(f"- *{r.id}* ({r.kind}): {r.seeds_text()}{control}; criterion {r.criterion}: "
+                         f"**{r.result}**{declared}.")
     return _ledger.Markdown("\n".join(lines))

@@ -57,25 +57,47 @@ def frequent_vocab(tokens: Iterable[str], min_count: int, unk: str = UNK) -> Voc
     return Vocab([t for t, n in counts.items() if n >= min_count], unk=unk)
 
 
-def word_corpus(n_train: int, n_valid: int, min_count: int = 2, text: str = "shakespeare") -> Corpus:
+def word_corpus(n_train: int, n_valid: int, min_count: int = 2, text: str = "shakespeare",
+                pieces: int = 1) -> Corpus:
     """A word-level corpus from a committed text, Penn-Treebank style.
 
     The text is lower-cased and cut into words and punctuation marks with
-    ``<eos>`` at each line's end (:func:`papers30.data.text.tokenize`); the
-    first ``n_train`` tokens are the training part, the next ``n_valid`` the
-    validation part and the ``n_valid`` after those the test part. The
-    vocabulary holds the training words seen at least ``min_count`` times;
-    every other word is ``<unk>`` (:func:`frequent_vocab`).
+    ``<eos>`` at each line's end (:func:`papers30.data.text.tokenize`), and
+    its first ``n_train + 2 * n_valid`` tokens are used. With ``pieces = 1``
+    the first ``n_train`` tokens are the training part, the next ``n_valid``
+    the validation part and the ``n_valid`` after those the test part. With
+    more pieces, those tokens are cut into ``pieces`` consecutive pieces of
+    equal length (the last takes the remainder) and the end of every piece is
+    held out: its last ``2 * n_valid / pieces`` tokens, the first half for
+    validation and the second for test, so that held-out text comes from the
+    whole text rather than from its end (``n_valid`` must be a multiple of
+    ``pieces``). The vocabulary holds the training words seen at least
+    ``min_count`` times; every other word is ``<unk>`` (:func:`frequent_vocab`).
     """
     _checks.positive_int("n_train", n_train)
     _checks.positive_int("n_valid", n_valid)
+    _checks.positive_int("pieces", pieces)
+    if n_valid % pieces:
+        raise ValueError(f"n_valid must be a multiple of pieces={pieces}, got {n_valid}")
     words = tokenize(load_text(text).lower(), "word")
-    if n_train + 2 * n_valid > len(words):
+    total = n_train + 2 * n_valid
+    if total > len(words):
         raise ValueError(f"n_train + 2 * n_valid must be at most the {len(words)} tokens of {text!r}, "
-                         f"got {n_train + 2 * n_valid}")
-    vocab = frequent_vocab(words[:n_train], min_count)
-    ids = vocab.encode(words[: n_train + 2 * n_valid])
-    return Corpus(vocab, ids[:n_train], ids[n_train : n_train + n_valid], ids[n_train + n_valid :])
+                         f"got {total}")
+    size, held = total // pieces, n_valid // pieces
+    if size <= 2 * held:
+        raise ValueError(f"pieces={pieces} leaves no training text in a piece of {size} tokens")
+    train: list[str] = []
+    valid: list[str] = []
+    test: list[str] = []
+    for i in range(pieces):
+        piece = words[i * size : (i + 1) * size if i < pieces - 1 else total]
+        cut = len(piece) - 2 * held
+        train += piece[:cut]
+        valid += piece[cut : cut + held]
+        test += piece[cut + held :]
+    vocab = frequent_vocab(train, min_count)
+    return Corpus(vocab, vocab.encode(train), vocab.encode(valid), vocab.encode(test))
 
 
 def train_word_model(
@@ -94,10 +116,11 @@ def train_word_model(
     init_range: float = 0.1,
     stop_after: int | None = None,
     schedule: str = "constant",
+    pieces: int = 1,
 ) -> Run:
     """Chapter 4's experiment: a word-level LSTM language model with or without dropout, as one call.
 
-    The data are :func:`word_corpus` ``(n_train, n_valid, min_count)``. The
+    The data are :func:`word_corpus` ``(n_train, n_valid, min_count, pieces=pieces)``. The
     model is a fused :class:`~papers30.language.LanguageModel` (``hidden``
     units and embedding width, ``layers`` layers, weights uniform in
     ``[-init_range, init_range]``) with ``dropout`` on the non-recurrent
@@ -112,7 +135,7 @@ def train_word_model(
     steps (``stop_after``).
     """
     _checks.one_of("schedule", schedule, ("constant", "cosine"))
-    corpus = word_corpus(n_train, n_valid, min_count)
+    corpus = word_corpus(n_train, n_valid, min_count, pieces=pieces)
     seed_everything(seed)
     device = get_device()
     model = LanguageModel(len(corpus.vocab), hidden, layers, dropout=dropout, init_range=init_range,

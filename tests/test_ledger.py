@@ -240,11 +240,48 @@ def test_evaluate_absolute_by_hand(value, bounds, held):
         (dict(kind="claim", control="c", at_least=1, expected=False), "reason"),
         (dict(kind="guess", at_least=1), "kind"),
         (dict(kind="check", at_least=1, colour="red"), "unknown"),
+        (dict(kind="claim", control="c", at_least=1, recorded_expected=False), "recorded_reason"),
+        (dict(kind="claim", control="c", at_least=1, recorded_reason="why"), "recorded_expected"),
     ],
 )
 def test_bad_declarations_are_refused(entry, match):
     with pytest.raises(ValueError, match=match):
         _declaration(dict(chapter=1, id="x", **entry))
+
+
+def test_recorded_expectation_defaults_to_the_builds_and_can_differ():
+    """Reference: the fields as written; a recorded run's expectation is the build's unless declared."""
+    plain = _declaration(dict(chapter=1, id="x", control="c", at_least=1, expected=False, reason="small"))
+    assert plain.expectation("small") == plain.expectation("large") == plain.expectation("paper") == (False, "small")
+    both = _declaration(dict(chapter=1, id="x", control="c", at_least=1, expected=False, reason="small",
+                             recorded_expected=True))
+    assert both.expectation("small") == (False, "small") and both.expectation("large") == (True, "")
+    late = _declaration(dict(chapter=1, id="x", control="c", at_least=1, recorded_expected=False,
+                             recorded_reason="longer runs"))
+    assert late.expectation("small") == (True, "") and late.expectation("paper") == (False, "longer runs")
+    with pytest.raises(ValueError, match="scale"):
+        late.expectation("huge")
+    with pytest.raises(TypeError, match="recorded_expected"):
+        _declaration(dict(chapter=1, id="x", control="c", at_least=1, recorded_expected="no"))
+
+
+def test_records_take_the_expectation_of_the_scale_they_run_at(tmp_path, declared, monkeypatch):
+    declared([*ENTRIES[:3], {**ENTRIES[3], "recorded_expected": True}])
+    assert not ChapterLedger(13, directory=tmp_path).record("hard", 0.3, control=0.25).expected
+    monkeypatch.setenv("PAPERS30_SCALE", "large")
+    r = ChapterLedger(13, directory=tmp_path).record("hard", 0.3, control=0.25)
+    assert r.expected and r.result == "missed" and r.reason == ""
+
+
+def test_audit_judges_records_against_the_expectation_of_their_scale(tmp_path, declared, monkeypatch):
+    declared([*ENTRIES[:3], {**ENTRIES[3], "recorded_expected": True}])
+    monkeypatch.setenv("PAPERS30_SCALE", "large")
+    _good_records(tmp_path)  # "hard" misses, and at the large scale that miss is not declared
+    problems = audit(load(tmp_path), [13], scale="large")
+    assert any("'hard'" not in p and "hard" in p and "not declared" in p for p in problems)
+    assert any("disagrees" in p for p in audit(load(tmp_path), [13]))  # read as a build: wrong expectation
+    with pytest.raises(ValueError, match="scale"):
+        audit(load(tmp_path), [13], scale="huge")
 
 
 def _good_records(tmp_path):

@@ -326,6 +326,36 @@ def test_recorded_run_round_trip_and_staleness(tmp_path):
     assert "No recorded larger run" in show_recorded(chapter + 1, tmp_path)
 
 
+
+def _record(chapter: int, id: str, kind: str = "claim", headline: bool = False, held: bool = True,
+            expected: bool = True, control: float | None = 1.0) -> dict:
+    from papers30.ledger import Record
+    from dataclasses import asdict
+
+    return asdict(Record(
+        chapter=chapter, id=id, kind=kind, headline=headline, quantity="q", paper="p", source="", setting="",
+        values=[2.0, 3.0], seeds=[0, 1], mean=2.5, lo=2.0, hi=3.0, control=control,
+        controls=[] if control is None else [control], control_label="c", control_held=False,
+        criterion="≥ control + 1", held=held, held_per_seed=[held, held], expected=expected,
+        reason="" if expected else "r", shown="2.5"))
+
+
+def test_show_recorded_lists_every_record_and_flags_an_undeclared_miss(tmp_path):
+    """Reference: the records written by hand; each non-headline one appears once with its verdict."""
+    chapter = CHAPTERS[0]
+    records = [_record(chapter, "head", headline=True), _record(chapter, "declared_miss", held=False, expected=False),
+               _record(chapter, "surprise", held=False), _record(chapter, "works", kind="check", control=None)]
+    (tmp_path / f"ch{chapter:02d}.json").write_text(json.dumps(_run(chapter, records=records)))
+    text = show_recorded(chapter, tmp_path)
+    assert "1 of 3 claims held, 1 of 1 checks passed" in text
+    lines = {line.split("*")[1]: line for line in text.splitlines() if line.startswith("- *")}
+    assert set(lines) == {"declared_miss", "surprise", "works"}
+    assert "**missed (declared)**." in lines["declared_miss"] and "not declared" not in lines["declared_miss"]
+    assert "**missed** (**not declared**" in lines["surprise"]
+    assert "**pass**." in lines["works"] and "against the control" not in lines["works"]
+    assert "against the control's 1.0" in lines["surprise"]
+
+
 RUNS = recorded_runs()
 
 

@@ -224,6 +224,21 @@ def test_word_corpus_matches_counting_by_hand():
     assert back == [w if counts[w] >= 3 else UNK for w in words[:4000]]
 
 
+def test_word_corpus_pieces_hold_out_the_end_of_every_piece():
+    """Reference: the split written out by hand for 4 pieces of 950 tokens, 100 + 100 held out of each."""
+    words = tokenize(load_text("shakespeare").lower(), "word")
+    corpus = word_corpus(3000, 400, min_count=2, pieces=4)
+    train = [w for i in range(4) for w in words[950 * i : 950 * i + 750]]
+    valid = [w for i in range(4) for w in words[950 * i + 750 : 950 * i + 850]]
+    test = [w for i in range(4) for w in words[950 * i + 850 : 950 * (i + 1)]]
+    counts = Counter(train)
+    known = lambda ws: [w if counts[w] >= 2 else UNK for w in ws]  # noqa: E731
+    assert corpus.vocab.decode(corpus.train) == known(train)
+    assert corpus.vocab.decode(corpus.valid) == known(valid)
+    assert corpus.vocab.decode(corpus.test) == known(test)
+    assert set(corpus.vocab.itos) == {w for w, n in counts.items() if n >= 2} | {UNK}
+
+
 def test_train_word_model_is_reproducible_and_uses_dropout():
     kw = dict(seed=2, n_train=2000, n_valid=300, hidden=8, batch=4, bptt=5, steps=6, every=3)
     full = train_word_model(**kw, dropout=0.5)
@@ -277,6 +292,10 @@ def test_train_word_model_cosine_schedule_matches_a_hand_built_run():
          "ids"),
         (lambda: word_corpus(0, 10), ValueError, "n_train"),
         (lambda: word_corpus(10**7, 10), ValueError, "n_train"),
+        (lambda: word_corpus(1000, 10, pieces=0), ValueError, "pieces"),
+        (lambda: word_corpus(1000, 10, pieces=3), ValueError, "n_valid"),
+        (lambda: word_corpus(10, 100, pieces=100), ValueError, "pieces"),
+        (lambda: word_corpus(1000, 10, pieces=2.0), TypeError, "pieces"),
         (lambda: train_word_model(steps=1, schedule="linear"), ValueError, "schedule"),
         (lambda: train_word_model(steps=1, schedule=None), TypeError, "schedule"),
     ],
