@@ -398,6 +398,17 @@ def test_recorded_run_first_steps_replay(run):
         assert name in source and name not in kept, f"{key} ran but is not covered by the run hash"
 
 
+@pytest.mark.parametrize("run", RUNS, ids=[f"ch{r.chapter:02d}" for r in RUNS])
+def test_recorded_run_keeps_the_claims_protocol(run):
+    """A current recorded run is held to the build's protocol at its own scale: every declared record
+    present, none undeclared, no vacuous claim and no miss that papers.toml does not declare for it."""
+    from papers30.ledger import audit
+
+    if run.stale or run.settings_changed():
+        pytest.skip("stale: its page says so and names the command that refreshes it")
+    assert audit(run.ledger_records(), [run.chapter], scale=run.scale) == []
+
+
 def test_chapter_hash_follows_the_chapters_recorded_run_only(tmp_path, monkeypatch):
     """A new or changed book/results/chNN.json re-executes that chapter (its page shows it), no other."""
     from papers30 import provenance
