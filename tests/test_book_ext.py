@@ -35,6 +35,39 @@ def test_scorecard_summary_and_cards_by_hand(tmp_path, declared):  # noqa: F811
     assert "<table" not in body  # cards, not a wide table
 
 
+def test_scorecard_shows_each_chapters_recorded_run_and_flags_a_stale_one(tmp_path, declared):  # noqa: F811
+    """Reference: two recorded runs made by hand, one current (headline held) and one stale (missed)."""
+    from dataclasses import asdict
+
+    from papers30.ledger import ChapterLedger, load
+    from papers30.provenance import RecordedRun, run_hash
+
+    ChapterLedger(13, directory=tmp_path).record("head", [0.95, 0.97, 0.93], control=[0.1, 0.12, 0.08])
+    ChapterLedger(12, directory=tmp_path).record("head12", [0.6, 0.2, 0.3], control=0.9)
+    build = load(tmp_path)
+    big = tmp_path / "big"
+    ChapterLedger(13, directory=big).record("head", [0.91, 0.92, 0.99], control=[0.2, 0.2, 0.2])
+    ChapterLedger(12, directory=big).record("head12", [0.7, 0.7, 0.7], control=0.9)
+    recs = {r.chapter: [asdict(r)] for r in load(big)}
+
+    def run(chapter, chapter_hash):
+        return RecordedRun(chapter=chapter, scale="large", command=f"make reproduce CH={chapter}", commit="abc",
+                           chapter_hash=chapter_hash, device="CPU", threads=1, seeds=[0, 1, 2],
+                           wall_seconds=600.0, date="2026-12-05", records=recs[chapter], traces={})
+
+    summary, body = ext.scorecard_html(build, {}, {13: run(13, run_hash(13)), 12: run(12, "0" * 16),
+                                                   7: run(13, run_hash(13))})  # 7: no build record, not shown
+    assert summary.endswith("2 chapters also show a recorded larger run, not executed by this build; "
+                            "its headline holds in 1 of them (1 of the runs stale).")
+    cards = body.split('class="papers30-score ')[1:]
+    by_chapter = {12: next(c for c in cards if "head12" in c), 13: next(c for c in cards if "head12" not in c)}
+    assert "<dt>Recorded run</dt><dd><b>held</b>: 0.940 (0.910 to 0.990, 3 seeds) against the control's 0.200" \
+        in by_chapter[13] and "stale" not in by_chapter[13] and "10 min on CPU" in by_chapter[13]
+    assert "<b>missed</b>" in by_chapter[12].split("<dt>Recorded run</dt>")[1]
+    assert "<b>stale</b>, rerun <code>make reproduce CH=12</code>" in by_chapter[12]
+    assert "Recorded run" not in ext.scorecard_html(build, {})[1]
+
+
 def test_budget_rows_by_hand():
     summary = {"chapters": {"book/part1/01_a.md": {"seconds": 40.0, "ok": True, "peak_rss_mb": 500.0},
                             "book/part1/02_b.md": {"seconds": 95.5, "ok": True, "peak_rss_mb": 800.0}},

@@ -34,7 +34,7 @@ from sphinx.util.docutils import SphinxDirective
 from sphinxcontrib.mermaid import mermaid
 
 import execute  # noqa: I001 (book/_ext, beside this file: the executor's paths)
-from papers30 import ledger
+from papers30 import ledger, provenance
 from papers30.display import FIGURE_ENV
 from papers30.papers import Paper, all_papers, declared_claims
 
@@ -240,11 +240,15 @@ def ledger_dir(app: Sphinx) -> Path:
     return Path(app.outdir).parent / "ledger"
 
 
-def scorecard_html(records: list[ledger.Record], links: dict[int, str]) -> tuple[str, str]:
+def scorecard_html(records: list[ledger.Record], links: dict[int, str],
+                   recorded: dict[int, provenance.RecordedRun] | None = None) -> tuple[str, str]:
     """The scorecard's summary sentence and its HTML: one row per chapter, per-record detail behind it.
 
-    ``links`` maps a chapter number to the relative URL of its page.
+    ``links`` maps a chapter number to the relative URL of its page; ``recorded`` a chapter number
+    to its recorded larger run (``book/results``), whose headline verdict the card shows beside the
+    build's, marked stale where the run no longer follows from the code.
     """
+    recorded = recorded or {}
     esc = html.escape
     by_chapter: dict[int, list[ledger.Record]] = {}
     for r in records:
@@ -259,6 +263,13 @@ def scorecard_html(records: list[ledger.Record], links: dict[int, str]) -> tuple
         f"{len(claims)} claims held and {len(claims) - sum(r.held for r in claims)} missed "
         f"({declared} of those misses declared before the run); "
         f"{sum(r.held for r in checks)} of {len(checks)} checks passed.")
+    shown = {c: run for c, run in recorded.items() if c in by_chapter}
+    rec_heads = {c: next((r for r in run.ledger_records() if r.headline), None) for c, run in shown.items()}
+    if shown:
+        stale = sum(run.stale for run in shown.values())
+        summary += (f" {len(shown)} chapters also show a recorded larger run, not executed by this build; "
+                    f"its headline holds in {sum(bool(h and h.held) for h in rec_heads.values())} of them"
+                    + (f" ({stale} of the runs stale)." if stale else "."))
     rows = []
     for chapter in sorted(by_chapter):
         recs = by_chapter[chapter]
@@ -292,10 +303,22 @@ def scorecard_html(records: list[ledger.Record], links: dict[int, str]) -> tuple
             f"<dt>Ours</dt><dd>{esc(ours)}</dd>"
             f"<dt>Control</dt><dd>{esc(control)}</dd>"
             f"<dt>Paper</dt><dd>{esc(paper_fig)}</dd>"
-            f"<dt>Records</dt><dd>{esc(counts)}</dd></dl>"
+            f"<dt>Records</dt><dd>{esc(counts)}</dd>"
+            + (_recorded_dd(shown[chapter], rec_heads[chapter]) if chapter in shown else "")
+            + "</dl>"
             f"<details><summary>Every record of chapter {chapter}</summary><ul>{detail_rows}</ul></details>"
             f"</div>")
     return summary, '<div class="papers30-scorecard">' + "".join(rows) + "</div>"
+
+
+def _recorded_dd(run: provenance.RecordedRun, head: ledger.Record | None) -> str:
+    """The scorecard's line for a chapter's recorded run: its headline verdict, value and provenance."""
+    esc = html.escape
+    what = ("no headline recorded" if head is None else
+            f"<b>{esc(head.result)}</b>: {esc(head.seeds_text())} against the control's {esc(head.shown_control)}")
+    state = (f"; <b>stale</b>, rerun <code>make reproduce CH={run.chapter}</code>" if run.stale else "")
+    return (f"<dt>Recorded run</dt><dd>{what} (scale {esc(run.scale)}, {run.wall_seconds / 60:.0f} min on "
+            f"{esc(run.device)}{state})</dd>")
 
 
 def _render_scorecard(app: Sphinx, doctree: nodes.document, docname: str) -> None:
@@ -309,7 +332,7 @@ def _render_scorecard(app: Sphinx, doctree: nodes.document, docname: str) -> Non
                                f"ledger record was found in {ledger_dir(app)}", location=docname)
         links = {p.number: app.builder.get_relative_uri(docname, p.docname)
                  for p in all_papers() if p.number in written}
-        summary, body = scorecard_html(records, links)
+        summary, body = scorecard_html(records, links, {r.chapter: r for r in provenance.recorded_runs()})
         para = nodes.paragraph(classes=["papers30-score-summary"])
         para += nodes.strong(text=summary)
         node.replace_self([para, nodes.raw("", body, format="html")])
