@@ -38,7 +38,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from papers30 import _checks
-from papers30.papers import Declaration, declaration, declarations
+from papers30.papers import RECORDED_SCALES, Declaration, declaration, declarations
 
 LEDGER_ENV = "PAPERS30_LEDGER_DIR"
 CLAIM_COLUMNS = ("Claim", "Paper", "Ours", "Control", "Criterion", "Result")
@@ -446,7 +446,7 @@ def audit(records: list[Record], chapters: list[int], scale: str = "small") -> l
     declaration, and a declared record that was never recorded.
     """
     _records("records", records)
-    _checks.one_of("scale", scale, ("small", "large", "paper"))
+    _checks.one_of("scale", scale, ("small", *RECORDED_SCALES))
     if not isinstance(chapters, (list, tuple, set)) or any(isinstance(c, bool) or not isinstance(c, int)
                                                            for c in chapters):
         raise TypeError(f"chapters must be a list of chapter numbers, got {chapters!r:.60}")
