@@ -115,7 +115,10 @@ def image_grid(
     ``images[r][c]`` is drawn in row ``r`` (labelled ``row_labels[r]``) and
     column ``c`` (titled ``col_titles[c]``). With ``extent=(width, height)``
     every image is stretched over the same coordinates, so a coarse-grained
-    image lines up with the fine one it came from.
+    image lines up with the fine one it came from. Colour photographs
+    ``(H, W, 3)`` with red, green and blue in ``[0, 1]`` are drawn as they
+    are, and a grid of them has no colour bar (``cmap``, ``vmin``, ``vmax``
+    and ``colorbar_label`` are then unused).
     """
     _checks.nonempty("images", images)
     _checks.nonempty("images[0]", images[0])
@@ -145,7 +148,8 @@ def image_grid(
                 ax.set_xlabel(xlabel, fontsize=8)
             else:
                 ax.set_xticklabels([])
-    fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=colorbar_label)
+    if not all(np.ndim(img) == 3 for row in images for img in row):  # colour photographs need no scale
+        fig.colorbar(im, ax=axes.ravel().tolist(), shrink=0.8, label=colorbar_label)
     return fig
 
 

@@ -114,7 +114,63 @@ def test_load_images_bad_inputs(kwargs, exc, word):
 
 def test_class_names_bad_name():
     with pytest.raises(ValueError, match="name"):
-        class_names("cifar10")
+        class_names("cifar100")
+
+
+# ---------------------------------------------------------------- the CIFAR-10 subset
+
+CIFAR_ASSET = resources.files("papers30.data") / "assets" / "cifar10.npz.xz"
+CIFAR_FILE_SHA256 = "cec9bdb39bf8b299e9339e2881b5e498c1bcd558174df07eb51e536f4bb84de4"
+CIFAR_CONTENT_SHA256 = "290c003986b6c2cf8360969fdfd9f4e26023bf93f9a900a7d318e215f8b1ea85"
+CIFAR_SIZES = {"train": 5_000, "test": 1_000}
+
+
+@pytest.fixture(scope="module")
+def cifar_raw():
+    """The arrays read with the standard library and NumPy alone, not through the loader."""
+    import io
+    import lzma
+
+    data = np.load(io.BytesIO(lzma.decompress(CIFAR_ASSET.read_bytes())))
+    return {k: data[k] for k in data.files}
+
+
+def test_cifar10_committed_file(cifar_raw):
+    digest = hashlib.sha256(CIFAR_ASSET.read_bytes()).hexdigest()
+    assert digest == CIFAR_FILE_SHA256
+    assert len(CIFAR_ASSET.read_bytes()) <= 15 * 2**20
+    assert sorted(cifar_raw) == ["x_test", "x_train", "y_test", "y_train"]
+    content = hashlib.sha256(b"".join(cifar_raw[k].tobytes() for k in sorted(cifar_raw))).hexdigest()
+    assert content == CIFAR_CONTENT_SHA256
+
+
+def test_committed_data_fits_the_budget():
+    assets = resources.files("papers30.data") / "assets"
+    total = sum(len(f.read_bytes()) for f in assets.iterdir() if f.is_file())
+    assert total < 20 * 10**6  # the repository's budget for committed data
+
+
+@pytest.mark.parametrize("split", ["train", "test"])
+def test_load_cifar10_matches_raw_arrays(split, cifar_raw):
+    x, y = load_images("cifar10", split)
+    n = CIFAR_SIZES[split]
+    assert x.shape == (n, 3, 32, 32) and x.dtype == torch.float32
+    assert y.shape == (n,) and y.dtype == torch.int64
+    np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), cifar_raw[f"x_{split}"] / 255.0, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(y.numpy(), cifar_raw[f"y_{split}"])
+    assert torch.bincount(y, minlength=10).tolist() == [n // 10] * 10
+    assert class_names("cifar10")[0] == "airplane" and class_names("cifar10")[9] == "truck"
+
+
+def test_cifar10_splits_are_disjoint_and_natural(cifar_raw):
+    train = {img.tobytes() for img in cifar_raw["x_train"]}
+    test = {img.tobytes() for img in cifar_raw["x_test"]}
+    assert len(train) == CIFAR_SIZES["train"] and len(test) == CIFAR_SIZES["test"]
+    assert not train & test
+    # CIFAR-10's published per-channel means (0.4914, 0.4822, 0.4465 over its 50,000 training
+    # images): a subset of 5,000 lies within 0.01 of them; with red and blue swapped it would not.
+    means = cifar_raw["x_train"].reshape(-1, 3).mean(axis=0) / 255
+    np.testing.assert_allclose(means, [0.4914, 0.4822, 0.4465], atol=0.01)
 
 
 # ---------------------------------------------------------------- augment

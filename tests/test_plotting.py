@@ -198,3 +198,17 @@ def test_rgb_images_rejects_bad_input():
         rgb_images([np.zeros((3, 2, 2))], ["a", "b"])
     with pytest.raises(ValueError, match=r"images\[0\]"):
         rgb_images([np.zeros((2, 2))], ["a"])
+
+
+def test_image_grid_draws_colour_photographs_without_a_colour_bar():
+    """Reference: the RGB array matplotlib holds for each panel, and the count of axes."""
+    from papers30.plotting import image_grid
+
+    photos = [torch.rand(4, 5, 3, generator=torch.Generator().manual_seed(i)) for i in range(3)]
+    fig = image_grid([photos], ["train"], ["a", "b", "c"], xlabel="x (pixels)", ylabel="y (pixels)")
+    assert len(fig.axes) == 3  # three panels and no colour bar
+    for ax, photo in zip(fig.axes, photos):
+        np.testing.assert_allclose(np.asarray(ax.images[0].get_array()), photo.numpy(), rtol=0, atol=1e-7)
+    grey = image_grid([[torch.rand(4, 5)]], ["train"], ["a"])
+    assert len(grey.axes) == 2  # a grey grid keeps its colour bar
+    plt.close("all")

@@ -1,10 +1,15 @@
-"""The book's small real image set and its one loader, plus seeded augmentation.
+"""The book's small real image sets and their one loader, plus seeded augmentation.
 
 :func:`load_images` reads a committed, compressed image set from
-``papers30/data/assets/`` (see ``SOURCES.md`` there for provenance); at
-present that is ``"fashion_mnist"``: 10,000 training and 2,000 test
-Fashion-MNIST images (Zalando Research, MIT licence), 28x28 grey, balanced
-over ten classes. Chapters 7, 10, 15, 17 and 26 train on it.
+``papers30/data/assets/`` (see ``SOURCES.md`` there for provenance):
+
+* ``"fashion_mnist"``: 10,000 training and 2,000 test Fashion-MNIST images
+  (Zalando Research, MIT licence), 28x28 grey, balanced over ten classes.
+  Chapters 7, 10, 15, 17 and 26 train on it.
+* ``"cifar10"``: 5,000 training and 1,000 test CIFAR-10 images (Krizhevsky,
+  2009), 32x32 colour, balanced over ten classes, the test images drawn from
+  CIFAR-10's official test set. Chapter 7's recorded run of the paper's
+  Figure 1 trains on it.
 
 :func:`augment` is the data augmentation of chapter 7 (AlexNet): a random
 crop of a zero-padded image and a random horizontal flip, drawn image by
@@ -15,6 +20,8 @@ Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width.
 
 from __future__ import annotations
 
+import io
+import lzma
 from functools import lru_cache
 from importlib import resources
 
@@ -39,6 +46,18 @@ IMAGE_SETS: dict[str, tuple[str, ...]] = {
         "bag",
         "ankle boot",
     ),
+    "cifar10": (
+        "airplane",
+        "automobile",
+        "bird",
+        "cat",
+        "deer",
+        "dog",
+        "frog",
+        "horse",
+        "ship",
+        "truck",
+    ),
 }
 SPLITS = ("train", "test")
 
@@ -54,14 +73,30 @@ def class_names(name: str = "fashion_mnist") -> tuple[str, ...]:
 
 
 @lru_cache(maxsize=None)
+def _read(name: str) -> dict[str, np.ndarray]:
+    """Every array of the committed set ``name``, read once and made read-only.
+
+    A set is stored as ``<name>.npz`` (NumPy's zip compression) or as
+    ``<name>.npz.xz`` (an uncompressed ``.npz`` compressed with LZMA, which
+    packs colour photographs about a fifth tighter).
+    """
+    assets = resources.files("papers30.data") / "assets"
+    packed = assets / f"{name}.npz.xz"
+    if packed.is_file():
+        with np.load(io.BytesIO(lzma.decompress(packed.read_bytes()))) as data:
+            arrays = {key: data[key] for key in data.files}
+    else:
+        with resources.as_file(assets / f"{name}.npz") as file, np.load(file) as data:
+            arrays = {key: data[key] for key in data.files}
+    for array in arrays.values():
+        array.setflags(write=False)
+    return arrays
+
+
 def _arrays(name: str, split: str) -> tuple[np.ndarray, np.ndarray]:
-    """The uint8 images ``(N, H, W)`` and labels ``(N,)`` of one split, read once."""
-    path = resources.files("papers30.data") / "assets" / f"{name}.npz"
-    with resources.as_file(path) as file, np.load(file) as data:
-        images, labels = data[f"x_{split}"], data[f"y_{split}"]
-    images.setflags(write=False)
-    labels.setflags(write=False)
-    return images, labels
+    """The uint8 images ``(N, H, W)`` (grey) or ``(N, H, W, 3)`` (colour) and labels ``(N,)`` of one split."""
+    arrays = _read(name)
+    return arrays[f"x_{split}"], arrays[f"y_{split}"]
 
 
 def load_images(
@@ -72,8 +107,9 @@ def load_images(
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Load a committed image set: ``(images, labels)``.
 
-    ``images`` is float32 ``(N, 1, H, W)`` with values in ``[0, 1]`` (pixel
-    value / 255, 0 = background); ``labels`` is int64 ``(N,)`` in
+    ``images`` is float32 ``(N, C, H, W)`` with values in ``[0, 1]`` (pixel
+    value / 255; for Fashion-MNIST 0 = background), ``C = 1`` for a grey set
+    and 3 (red, green, blue) for a colour one; ``labels`` is int64 ``(N,)`` in
     ``0 .. len(class_names(name)) - 1``. ``split`` is ``"train"`` or
     ``"test"``; the two splits share no image. Every call returns new tensors
     (on ``device``, default CPU) that the caller may modify freely.
@@ -88,7 +124,8 @@ def load_images(
         except RuntimeError:
             raise ValueError(f"device must name a torch device such as 'cpu' or 'cuda', got {device!r}") from None
     images, labels = _arrays(name, split)
-    x = torch.from_numpy(images.astype(np.float32) / 255.0).unsqueeze(1)
+    x = torch.from_numpy(images.astype(np.float32) / 255.0)
+    x = x.unsqueeze(1) if x.ndim == 3 else x.permute(0, 3, 1, 2).contiguous()  # (N, C, H, W)
     y = torch.from_numpy(labels.astype(np.int64))
     return x.to(device), y.to(device)
 
