@@ -386,7 +386,8 @@ def run_definitions(chapter: int, source: str | None = None,
     :func:`code_fingerprint` does). A module used as a value rather than
     through an attribute counts whole. A reached module's other top-level
     statements count too (key ``"module:"``), and so do the data assets
-    (key ``"assets/NAME"``) when the chapter uses ``papers30.data``.
+    (key ``"assets/NAME"``) that a string in that code or in the chapter names,
+    when the chapter uses ``papers30.data``.
     Definitions in the :data:`PRESENTATION` modules are followed, not kept.
     A function or class no run of the chapter can reach (added for another
     chapter, say) does not count, so editing it leaves a recorded run current.
@@ -476,9 +477,20 @@ def run_definitions(chapter: int, source: str | None = None,
             if not presentation:
                 kept[f"{module}:{def_name}"] = ast.dump(ast.Module(body=stmts, type_ignores=[])).encode()
     if any(m == "papers30.data" or m.startswith("papers30.data.") for m, _ in done):
+        code = text + "".join(v.decode(errors="replace") for v in kept.values())
         for f in sorted((PACKAGE / "data" / "assets").glob("*")):
-            kept[f"assets/{f.name}"] = read(f)
+            if _names_asset(code, f.name):
+                kept[f"assets/{f.name}"] = read(f)
     return kept
+
+
+def _names_asset(code: str, filename: str) -> bool:
+    """Whether ``code`` (the chapter's source and the syntax trees it reaches) names the data asset
+    ``filename`` in a string: its stem (``"cifar10"`` of ``cifar10.npz.xz``) begins a quoted string,
+    as a loader's key or file name does. An asset no reachable string names (a new data set, the
+    provenance notes in ``SOURCES.md``) cannot be read by the chapter, so it leaves its runs current."""
+    stem = filename.split(".")[0]
+    return any(f"{quote}{stem}" in code for quote in ("'", '"'))
 
 
 def run_hash(chapter: int, source: str | None = None, read: Callable[[Path], bytes] | None = None) -> str:

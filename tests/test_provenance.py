@@ -506,3 +506,30 @@ def f(x, n):
     return x * n
 """
     assert provenance.code_fingerprint(assigned, "m.py") != provenance.code_fingerprint(without, "m.py")
+
+
+def test_run_hash_covers_only_the_data_assets_the_code_names(tmp_path, monkeypatch):
+    """Reference: a package whose loader names one of three asset files; editing the others
+    (a data set no reached code reads, the provenance notes) leaves the hash unchanged."""
+    from papers30 import provenance
+
+    _package(tmp_path, monkeypatch, {
+        "data/__init__": "",
+        "data/load": "def load():\n    return open('alpha.npz').read()\n",
+    })
+    assets = tmp_path / "papers30" / "data" / "assets"
+    assets.mkdir(parents=True)
+    for name in ("alpha.npz", "beta.npz.xz", "SOURCES.md"):
+        (assets / name).write_bytes(name.encode())
+    chapter = "```{code-cell} ipython3\nfrom papers30.data.load import load\nload()\n```\n"
+    kept = provenance.run_definitions(1, source=chapter)
+    assert sorted(k for k in kept if k.startswith("assets/")) == ["assets/alpha.npz"]
+    before = provenance.run_hash(1, source=chapter)
+    (assets / "beta.npz.xz").write_bytes(b"another data set")
+    (assets / "SOURCES.md").write_bytes(b"new notes")
+    assert provenance.run_hash(1, source=chapter) == before
+    (assets / "alpha.npz").write_bytes(b"changed data")
+    assert provenance.run_hash(1, source=chapter) != before
+    # A chapter that names the other set in its own code (a loader's key) depends on it too.
+    named = chapter.replace("load()", "load()\nname = 'beta'")
+    assert "assets/beta.npz.xz" in provenance.run_definitions(1, source=named)
