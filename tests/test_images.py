@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from importlib import resources
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -15,7 +16,8 @@ import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
-from papers30.data.images import IMAGE_SETS, augment, class_names, load_images
+from papers30.data import images
+from papers30.data.images import FULL_SETS, IMAGE_SETS, augment, cache_path, class_names, load_images
 
 ASSET = resources.files("papers30.data") / "assets" / "fashion_mnist.npz"
 # sha256 of the committed file, and of its arrays' bytes (x_test, x_train, y_test, y_train).
@@ -171,6 +173,69 @@ def test_cifar10_splits_are_disjoint_and_natural(cifar_raw):
     # images): a subset of 5,000 lies within 0.01 of them; with red and blue swapped it would not.
     means = cifar_raw["x_train"].reshape(-1, 3).mean(axis=0) / 255
     np.testing.assert_allclose(means, [0.4914, 0.4822, 0.4465], atol=0.01)
+
+
+# ---------------------------------------------------------------- the cached full CIFAR-10
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """An empty cache folder in place of ~/.cache/papers30, with the loader's memory cleared."""
+    monkeypatch.setenv("PAPERS30_CACHE", str(tmp_path))
+    images._read.cache_clear()
+    yield tmp_path
+    images._read.cache_clear()
+
+
+def test_cache_path_follows_the_environment(cache, monkeypatch):
+    assert cache_path("cifar10_full") == cache / "cifar10_full.npz"
+    monkeypatch.delenv("PAPERS30_CACHE")
+    assert cache_path("cifar10_full") == Path.home() / ".cache" / "papers30" / "cifar10_full.npz"
+    with pytest.raises(ValueError, match="name"):
+        cache_path("cifar10")  # a committed set has no cache file
+
+
+def test_missing_cache_names_the_command(cache):
+    with pytest.raises(FileNotFoundError, match="make_cifar10.py --full"):
+        load_images("cifar10_full")
+
+
+def fake_full_set(folder, seed=0):
+    """A small stand-in for the cached set, written as make_cifar10.py --full writes it."""
+    rng = np.random.default_rng(seed)
+    arrays = {"x_train": rng.integers(0, 256, (20, 32, 32, 3), dtype=np.uint8),
+              "y_train": rng.integers(0, 10, 20).astype(np.uint8),
+              "x_test": rng.integers(0, 256, (6, 32, 32, 3), dtype=np.uint8),
+              "y_test": rng.integers(0, 10, 6).astype(np.uint8)}
+    np.savez(folder / "cifar10_full.npz", **arrays)
+    return arrays, hashlib.sha256(b"".join(arrays[k].tobytes() for k in sorted(arrays))).hexdigest()
+
+
+def test_cached_set_is_checked_then_loaded(cache, monkeypatch):
+    arrays, digest = fake_full_set(cache)
+    with pytest.raises(ValueError, match="other data than the pinned"):
+        load_images("cifar10_full")  # the pinned digest is the real set's, not the stand-in's
+    monkeypatch.setitem(FULL_SETS, "cifar10_full", digest)
+    images._read.cache_clear()
+    for split, n in [("train", 20), ("test", 6)]:
+        x, y = load_images("cifar10_full", split)
+        assert x.shape == (n, 3, 32, 32) and y.shape == (n,) and y.dtype == torch.int64
+        np.testing.assert_allclose(x.permute(0, 2, 3, 1).numpy(), arrays[f"x_{split}"] / 255.0, rtol=0, atol=1e-7)
+        np.testing.assert_array_equal(y.numpy(), arrays[f"y_{split}"])
+    assert class_names("cifar10_full") == class_names("cifar10")
+
+
+@pytest.mark.skipif(not cache_path("cifar10_full").is_file(), reason="the full CIFAR-10 is not in the local cache")
+def test_real_cached_set_contains_the_committed_sample(cifar_raw):
+    """Only where make_cifar10.py --full has filled the cache (never in CI): the full set loads,
+    is balanced, and every image of the committed sample is in its split."""
+    images._read.cache_clear()
+    for split, n in [("train", 50_000), ("test", 10_000)]:
+        x, y = images._arrays("cifar10_full", split)
+        assert x.shape == (n, 32, 32, 3) and np.bincount(y).tolist() == [n // 10] * 10
+        full = {img.tobytes(): label for img, label in zip(x, y)}
+        assert all(full.get(img.tobytes()) == label
+                   for img, label in zip(cifar_raw[f"x_{split}"], cifar_raw[f"y_{split}"]))
 
 
 # ---------------------------------------------------------------- augment
