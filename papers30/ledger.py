@@ -310,7 +310,8 @@ class ChapterLedger:
         return RecordTable([r for r in self.records.values() if r.kind == "check"], kind="check")
 
     def glance(self) -> "Markdown":
-        """The At-a-glance box's text, rendered from the records (glue it as Markdown).
+        """The At-a-glance box's text, rendered from the records (glue it as Markdown), followed by
+        the headline of the chapter's recorded larger run when one is stored.
 
         Raises ``ValueError`` while the headline or another declared record is
         missing: the box must describe the whole chapter.
@@ -318,7 +319,11 @@ class ChapterLedger:
         left = self.missing()
         if left:
             raise ValueError(f"glance needs every declared record of chapter {self.chapter}; not recorded: {left}")
-        return Markdown(glance_text(self.chapter, list(self.records.values())))
+        text = glance_text(self.chapter, list(self.records.values()))
+        from papers30.provenance import recorded_glance  # provenance imports this module
+
+        recorded = recorded_glance(self.chapter)
+        return Markdown(text + ("\n\n" + recorded if recorded else ""))
 
 
 class Markdown(str):

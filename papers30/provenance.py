@@ -619,9 +619,14 @@ class RecordedRun:
         return self.chapter_hash != run_hash(self.chapter)
 
     def ledger_records(self) -> list[_ledger.Record]:
-        """The run's ledger records, their mean shown as the ledger shows it today."""
-        return [_ledger.Record(**{**r, "shown": _ledger._value(r["mean"], r.get("digits", 3))})
-                for r in self.records]
+        """The run's ledger records, shown as the ledger shows them today: to the significant digits
+        the record's declaration gives now (those it was stored with when it is no longer declared)."""
+        declared = {d.id: d.digits for d in declarations(self.chapter)}
+        records = []
+        for r in self.records:
+            digits = declared.get(r["id"], r.get("digits", 3))
+            records.append(_ledger.Record(**{**r, "digits": digits, "shown": _ledger._value(r["mean"], digits)}))
+        return records
 
 
 #: Every :func:`papers30.runtime.pick` call of this process, in order: the value it returns at each
@@ -668,6 +673,24 @@ def recorded_runs(directory: Path | None = None) -> list[RecordedRun]:
     """Every recorded run in ``book/results``, by chapter."""
     where = directory or RESULTS
     return [RecordedRun(**json.loads(p.read_text(encoding="utf-8"))) for p in sorted(where.glob("ch[0-9][0-9].json"))]
+
+
+def recorded_glance(chapter: int, directory: Path | None = None,
+                    picked: list[dict[str, Any]] | None = None) -> str:
+    """One paragraph for the At-a-glance box: the recorded run's headline against its control and
+    its verdict, or ``""`` when no run is stored. A stale run is called stale (see
+    :func:`show_recorded`), so the box never presents an out-of-date run as current."""
+    run = recorded_run(chapter, directory)
+    head = None if run is None else next((r for r in run.ledger_records() if r.headline), None)
+    if head is None:
+        return ""
+    word = {"held": "held on every seed" if len(head.values) > 1 else "held", "missed": "missed",
+            "missed (declared)": "missed, as declared"}[head.result]
+    state = ("stale: the code or settings changed after it was made"
+             if run.stale or run.settings_changed(picked) else "current")
+    return (f"**Recorded larger run.** At scale `{run.scale}` (`{run.command}`, {run.date}, {state}): "
+            f"{head.seeds_text()} against the control's {head.shown_control}; the headline **{word}**. "
+            "Its full record is in the section on the larger run.")
 
 
 def show_recorded(chapter: int, directory: Path | None = None,

@@ -21,6 +21,7 @@ from papers30.provenance import (
     recorded_run,
     recorded_runs,
     replay,
+    recorded_glance,
     show_recorded,
     traced,
 )
@@ -354,6 +355,51 @@ def test_show_recorded_lists_every_record_and_flags_an_undeclared_miss(tmp_path)
     assert "**missed** (**not declared**" in lines["surprise"]
     assert "**pass**." in lines["works"] and "against the control" not in lines["works"]
     assert "against the control's 1.0" in lines["surprise"]
+
+
+def test_recorded_glance_gives_the_recorded_headline_and_its_state(tmp_path):
+    """Reference: records written by hand; the glance paragraph carries their verdict and never calls a
+    stale run current."""
+    chapter = CHAPTERS[0]
+    assert recorded_glance(chapter, tmp_path) == ""
+    path = tmp_path / f"ch{chapter:02d}.json"
+    path.write_text(json.dumps(_run(chapter, records=[_record(chapter, "head", headline=True)])))
+    text = recorded_glance(chapter, tmp_path, picked=[])
+    assert text.startswith("**Recorded larger run.**") and "`make reproduce CH=" in text
+    assert "2.50 (2.00 to 3.00, 2 seeds) against the control's 1.00" in text
+    assert "**held on every seed**" in text and ", current)" in text
+    missed = _record(chapter, "head", headline=True, held=False, expected=False)
+    path.write_text(json.dumps(_run(chapter, chapter_hash="0" * 16, records=[missed])))
+    text = recorded_glance(chapter, tmp_path, picked=[])
+    assert "**missed, as declared**" in text and "stale" in text and "current" not in text
+    path.write_text(json.dumps(_run(chapter, records=[_record(chapter, "other")])))
+    assert recorded_glance(chapter, tmp_path) == ""  # a run without a headline adds nothing
+
+
+def test_recorded_records_are_shown_to_the_digits_declared_now():
+    """Reference: the declaration's digits; a record stored with other digits is shown with today's,
+    and an id no longer declared keeps the digits it was stored with."""
+    from papers30.papers import declarations
+
+    declared = next(d for d in declarations(7) if d.headline)
+    stored = [dict(_record(7, declared.id, headline=True), digits=declared.digits - 1, mean=4.3333),
+              dict(_record(7, "gone"), digits=2, mean=4.3333)]
+    shown = {r.id: r for r in RecordedRun(**_run(7, records=stored)).ledger_records()}
+    assert shown[declared.id].digits == declared.digits and shown["gone"].digits == 2
+    assert len(shown[declared.id].shown.replace(".", "")) == declared.digits and shown["gone"].shown == "4.3"
+
+
+def test_glance_box_ends_with_the_recorded_run(monkeypatch):
+    """The chapter's At-a-glance text is the build's glance followed by recorded_glance's paragraph."""
+    from papers30 import ledger, provenance
+
+    book = ledger.ChapterLedger(CHAPTERS[0])
+    monkeypatch.setattr(book, "missing", lambda: [])
+    monkeypatch.setattr(ledger, "glance_text", lambda chapter, records: "BUILD")
+    monkeypatch.setattr(provenance, "recorded_glance", lambda chapter: f"RECORDED {chapter}")
+    assert str(book.glance()) == f"BUILD\n\nRECORDED {CHAPTERS[0]}"
+    monkeypatch.setattr(provenance, "recorded_glance", lambda chapter: "")
+    assert str(book.glance()) == "BUILD"
 
 
 RUNS = recorded_runs()
