@@ -684,12 +684,10 @@ def recorded_glance(chapter: int, directory: Path | None = None,
     head = None if run is None else next((r for r in run.ledger_records() if r.headline), None)
     if head is None:
         return ""
-    word = {"held": "held on every seed" if len(head.values) > 1 else "held", "missed": "missed",
-            "missed (declared)": "missed, as declared"}[head.result]
     state = ("stale: the code or settings changed after it was made"
              if run.stale or run.settings_changed(picked) else "current")
     return (f"**Recorded larger run.** At scale `{run.scale}` (`{run.command}`, {run.date}, {state}): "
-            f"{head.seeds_text()} against the control's {head.shown_control}; the headline **{word}**. "
+            f"{head.seeds_text()} against the control's {head.shown_control}; the headline {_ledger._verdict_md(head)}. "
             "Its full record is in the section on the larger run.")
 
 

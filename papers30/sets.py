@@ -279,14 +279,19 @@ def fit_sorting(
     lr: float,
     seed: int,
     *,
+    optimizer: str = "adam",
     clip: float = 1.0,
     evaluate: Callable[[], dict[str, float]] | None = None,
     every: int = 100,
     stop_after: int | None = None,
 ) -> History:
-    """Train ``model`` to sort sets of ``n`` numbers with Adam, a cosine-decaying learning rate and clipping.
+    """Train ``model`` to sort sets of ``n`` numbers with a cosine-decaying learning rate and clipping.
 
-    Every step draws a fresh batch of ``batch`` sets with
+    ``optimizer`` is ``"adam"`` (Adam) or ``"sgd"`` (plain SGD, no momentum:
+    the recipe of the authors' pointer-network paper, which trained with
+    learning rate 1.0, batches of 128 and the gradient norm clipped at 2).
+    Either way the learning rate decays on a cosine from ``lr`` to zero over
+    ``steps`` and the gradient norm is clipped at ``clip``. Every step draws a fresh batch of ``batch`` sets with
     :func:`papers30.data.synthetic.sorting_task` from
     :func:`papers30.runtime.generator` of ``seed``, so every model trained
     with the same ``seed`` sees the same batches in the same order. The loss
@@ -299,16 +304,18 @@ def fit_sorting(
     _checks.positive_int("batch", batch)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
         raise ValueError(f"lr must be a positive number, got {lr!r}")
+    _checks.one_of("optimizer", optimizer, ("adam", "sgd"))
     draw = generator(seed)
     device = next(model.parameters()).device
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+    make = torch.optim.Adam if optimizer == "adam" else torch.optim.SGD
+    opt = make(model.parameters(), lr=lr)
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
 
     def loss_fn(step: int) -> torch.Tensor:
         x, order = sorting_task(batch, n, draw)
         return model.loss(x.to(device), order.to(device))
 
-    return fit(model, optimizer, loss_fn, steps, scheduler=schedule, clip=clip, evaluate=evaluate, every=every,
+    return fit(model, opt, loss_fn, steps, scheduler=schedule, clip=clip, evaluate=evaluate, every=every,
                stop_after=stop_after)
 
 
@@ -337,13 +344,16 @@ def train_sorter(
     lr: float,
     seed: int,
     glimpse: bool = False,
+    optimizer: str = "adam",
+    clip: float = 1.0,
     stop_after: int | None = None,
 ) -> SortingRun:
     """Build one sorting model from plain arguments and train it with :func:`fit_sorting`.
 
     ``process_steps`` is ``P`` for a :class:`SetPointerModel` (Read-Process-Write),
     or ``None`` for the :class:`SequencePointerModel` baseline; ``width`` is
-    both ``D`` and ``H``; ``glimpse`` is passed to the write block. The model
+    both ``D`` and ``H``; ``glimpse`` is passed to the write block, and
+    ``optimizer`` and ``clip`` to :func:`fit_sorting`. The model
     is initialised after :func:`papers30.runtime.seed_everything` of ``seed``
     and trained on the batches of ``seed``, so two calls with the same
     arguments give the same run, on the device of
@@ -358,5 +368,5 @@ def train_sorter(
     else:
         model = SetPointerModel(1, width, width, steps=process_steps, glimpse=glimpse)
     model.to(get_device())
-    history = fit_sorting(model, n, steps, batch, lr, seed, stop_after=stop_after)
+    history = fit_sorting(model, n, steps, batch, lr, seed, optimizer=optimizer, clip=clip, stop_after=stop_after)
     return SortingRun(model, history)

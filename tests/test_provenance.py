@@ -371,7 +371,7 @@ def test_recorded_glance_gives_the_recorded_headline_and_its_state(tmp_path):
     missed = _record(chapter, "head", headline=True, held=False, expected=False)
     path.write_text(json.dumps(_run(chapter, chapter_hash="0" * 16, records=[missed])))
     text = recorded_glance(chapter, tmp_path, picked=[])
-    assert "**missed, as declared**" in text and "stale" in text and "current" not in text
+    assert "**missed, as declared before the run**" in text and "stale" in text and "current" not in text
     path.write_text(json.dumps(_run(chapter, records=[_record(chapter, "other")])))
     assert recorded_glance(chapter, tmp_path) == ""  # a run without a headline adds nothing
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from papers30.data.synthetic import sorting_task
+from papers30.runtime import generator
 from papers30.sets import (
     ProcessBlock,
     ReadBlock,
@@ -241,6 +242,33 @@ def test_train_sorter_builds_the_named_model_and_replays_exactly():
     assert isinstance(base.model, SequencePointerModel) and base.model.write.glimpse is None
 
 
+def test_fit_sorting_with_sgd_equals_a_hand_written_sgd_loop():
+    """Reference: plain SGD written out (clip, then step, then cosine decay), on the same batches."""
+    torch.manual_seed(0)
+    model = SetPointerModel(1, 4, 4, 2, glimpse=True)
+    twin = SetPointerModel(1, 4, 4, 2, glimpse=True)
+    twin.load_state_dict(model.state_dict())
+    got = fit_sorting(model, n=4, steps=6, batch=5, lr=0.5, seed=3, optimizer="sgd", clip=2.0).losses
+    draw, want = generator(3), []
+    for step in range(6):
+        lr = 0.5 * (1 + math.cos(math.pi * step / 6)) / 2
+        x, order = sorting_task(5, 4, draw)
+        loss = twin.loss(x, order)
+        twin.zero_grad()
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(twin.parameters(), 2.0)
+        with torch.no_grad():
+            for w in twin.parameters():
+                w -= lr * w.grad
+        want.append(loss.item())
+    assert got == pytest.approx(want, rel=1e-5)
+    for a, b in zip(model.parameters(), twin.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    run = train_sorter(1, n=4, width=4, steps=3, batch=5, lr=0.5, seed=3, optimizer="sgd", clip=2.0)
+    adam = train_sorter(1, n=4, width=4, steps=3, batch=5, lr=0.5, seed=3)
+    assert run.losses[0] == adam.losses[0] and run.losses[1:] != adam.losses[1:]
+
+
 @pytest.mark.parametrize(
     "call,exc,name",
     [
@@ -248,6 +276,9 @@ def test_train_sorter_builds_the_named_model_and_replays_exactly():
         (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 0, 2, 2, 1e-2, 0), ValueError, "n"),
         (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 3, 2, 0, 1e-2, 0), ValueError, "batch"),
         (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 3, 2, 2, -1.0, 0), ValueError, "lr"),
+        (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 3, 2, 2, 1e-2, 0, optimizer="rmsprop"), ValueError,
+         "optimizer"),
+        (lambda: fit_sorting(SetPointerModel(1, 2, 2, 1), 3, 2, 2, 1e-2, 0, optimizer=None), TypeError, "optimizer"),
         (lambda: train_sorter(2.5, 3, 2, 2, 2, 1e-2, 0), TypeError, "process_steps"),
         (lambda: train_sorter(1, 3, 0, 2, 2, 1e-2, 0), ValueError, "width"),
     ],
