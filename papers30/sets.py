@@ -291,7 +291,8 @@ def fit_sorting(
     the recipe of the authors' pointer-network paper, which trained with
     learning rate 1.0, batches of 128 and the gradient norm clipped at 2).
     Either way the learning rate decays on a cosine from ``lr`` to zero over
-    ``steps`` and the gradient norm is clipped at ``clip``. Every step draws a fresh batch of ``batch`` sets with
+    ``steps`` and the gradient norm is clipped at ``clip``. Every step draws
+    a fresh batch of ``batch`` sets with
     :func:`papers30.data.synthetic.sorting_task` from
     :func:`papers30.runtime.generator` of ``seed``, so every model trained
     with the same ``seed`` sees the same batches in the same order. The loss
