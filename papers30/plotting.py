@@ -320,8 +320,9 @@ def grouped_bars(
 ):
     """Bars grouped by category: ``values[series][k]`` is the bar of ``series`` at ``categories[k]``.
 
-    One colour per series, with a legend; ``annotate`` (a format string, or
-    None) writes each bar's value above it. Return the figure.
+    One colour per series, with a legend above the plot (and ``title`` above
+    that); ``annotate`` (a format string, or None) writes each bar's value
+    above it. Return the figure.
     """
     fig, ax = plt.subplots()
     n = len(values)
@@ -339,9 +340,13 @@ def grouped_bars(
         ax.set_ylim(*ylim)
     ax.grid(axis="x", visible=False)
     if title:
-        ax.set_title(title)
-    if n > 1:
-        ax.legend()
+        fig.suptitle(title)
+    if n > 1:  # above the plot, so that it never covers a bar: as many columns (up to 4) as fit its width
+        renderer = fig.canvas.get_renderer()
+        for ncol in range(min(n, 4), 0, -1):
+            legend = ax.legend(loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=ncol)
+            if legend.get_window_extent(renderer).width <= ax.get_window_extent(renderer).width:
+                break
     fig.tight_layout()
     return fig
 

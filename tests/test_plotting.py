@@ -173,6 +173,31 @@ def test_grouped_bars_draws_one_bar_per_value_at_its_height():
     assert ax.get_ylim() == (0.0, 1.0)
 
 
+def test_grouped_bars_puts_the_legend_above_the_bars_and_the_title_above_it():
+    """Reference: the drawn extents of the legend, the axes and the title, in display pixels."""
+    from papers30.plotting import grouped_bars
+
+    values = {name: [0.95, 0.97, 0.99, 1.0] for name in ("P = 0", "P = 1", "P = 5", "LSTM encoder", "fifth")}
+    fig = grouped_bars(values, ["w", "x", "y", "z"], "model", "accuracy", ylim=(0.0, 1.08), title="t")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend().get_window_extent(renderer)
+    assert legend.y0 >= ax.get_window_extent(renderer).y1 - 1  # clear of every bar, whatever its height
+    assert ax.get_legend()._ncols == 4  # five series: a row of four, then one
+    title = fig._suptitle
+    assert title.get_text() == "t" and title.get_window_extent(renderer).y0 >= legend.y1 - 1
+    assert legend.y1 <= fig.bbox.height and legend.x0 >= 0 and legend.x1 <= fig.bbox.width  # inside the figure
+    long = {f"a long series label, number {k}": [0.5, 0.6] for k in range(3)}
+    fig = grouped_bars(long, ["x", "y"], "model", "accuracy")
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    ax = fig.axes[0]
+    legend = ax.get_legend()
+    assert legend._ncols < 3  # three such labels do not fit side by side, so they wrap
+    assert legend.get_window_extent(renderer).width <= ax.get_window_extent(renderer).width
+
+
 @pytest.mark.parametrize("channels_first", [True, False])
 def test_rgb_images_shows_each_image_with_its_pixels_clipped_to_unit_range(channels_first):
     from papers30.plotting import rgb_images
