@@ -84,6 +84,10 @@ class PointerDecoder(nn.Module):
     scores every memory slot with additive attention against the new hidden
     state ``d_t``; the log-softmax of the scores is the output, eq. (ptr-softmax).
 
+    With ``feed_chosen=False`` every step is fed the learned ``start`` vector
+    instead, so the decoder learns nothing from its own choices: what it
+    knows of the input comes from its initial state and from attention.
+
     With ``glimpse=True`` (chapter 8, Vinyals, Bengio and Kudlur's "glimpse")
     each step first reads the memory with a second additive attention,
     ``g_t = sum_j softmax_j(w^T tanh(U_1 e_j + U_2 d_t)) e_j``, and points
@@ -95,6 +99,7 @@ class PointerDecoder(nn.Module):
         hidden_size: ``H``, the LSTM width.
         attention_size: ``A``, the width of the additive attention (default ``H``).
         glimpse: read the memory once before pointing (default off).
+        feed_chosen: feed back the features of the chosen slot (default on).
     """
 
     def __init__(
@@ -104,6 +109,7 @@ class PointerDecoder(nn.Module):
         hidden_size: int,
         attention_size: int | None = None,
         glimpse: bool = False,
+        feed_chosen: bool = True,
     ) -> None:
         super().__init__()
         _checks.positive_int("input_size", input_size)
@@ -113,6 +119,9 @@ class PointerDecoder(nn.Module):
         _checks.positive_int("attention_size", attention_size)
         if not isinstance(glimpse, bool):
             raise TypeError(f"glimpse must be a bool, got {type(glimpse).__name__}")
+        if not isinstance(feed_chosen, bool):
+            raise TypeError(f"feed_chosen must be a bool, got {type(feed_chosen).__name__}")
+        self.feed_chosen = feed_chosen
         self.input_size, self.memory_size, self.hidden_size = input_size, memory_size, hidden_size
         self.cell = LSTMCell(input_size, hidden_size)
         query_size = hidden_size + memory_size if glimpse else hidden_size
@@ -239,8 +248,11 @@ class PointerDecoder(nn.Module):
             raise ValueError(f"targets must hold slot indices in [0, {N}) or {IGNORE}, got {targets.tolist()}")
         # Teacher forcing: step t is fed the target of step t-1, so every decoder input is known in advance
         # and the recurrence d_t of eq. (ptr-decoder) runs over the whole sequence in one call.
-        fed = inputs.gather(1, targets[:, :-1].clamp(min=0)[..., None].expand(-1, -1, inputs.shape[-1]))
-        x = torch.cat([self.start.expand(memory.shape[0], 1, -1), fed], dim=1)  # (B, T, D)
+        if self.feed_chosen:
+            fed = inputs.gather(1, targets[:, :-1].clamp(min=0)[..., None].expand(-1, -1, inputs.shape[-1]))
+            x = torch.cat([self.start.expand(memory.shape[0], 1, -1), fed], dim=1)  # (B, T, D)
+        else:  # the same learned input at every step
+            x = self.start.expand(memory.shape[0], targets.shape[1], -1)
         states, _ = run_lstm_cell(self.cell, x, (h, c))  # (B, T, H)
         allowed, masks = mask.clone(), []
         for t in range(targets.shape[1]):  # the slots allowed at each step
@@ -302,7 +314,8 @@ class PointerDecoder(nn.Module):
                 done = done | (chosen == end_index)
             picks.append(chosen)
             logps.append(logp)
-            x = self._gather(inputs, chosen)
+            if self.feed_chosen:
+                x = self._gather(inputs, chosen)
             if exclude_chosen:
                 allowed = self._exclude(allowed, chosen, torch.ones_like(done), end_index)
         return torch.stack(picks, dim=1), torch.stack(logps, dim=1)

@@ -158,7 +158,14 @@ class _PointerModel(nn.Module):
     """Shared read and write blocks; subclasses define :meth:`encode`."""
 
     def __init__(
-        self, in_features: int, width: int, hidden_size: int, memory_size: int, exclude_chosen: bool, glimpse: bool
+        self,
+        in_features: int,
+        width: int,
+        hidden_size: int,
+        memory_size: int,
+        exclude_chosen: bool,
+        glimpse: bool,
+        feed_chosen: bool = True,
     ) -> None:
         super().__init__()
         _checks.positive_int("hidden_size", hidden_size)
@@ -167,7 +174,7 @@ class _PointerModel(nn.Module):
         self.in_features, self.width, self.hidden_size = in_features, width, hidden_size
         self.exclude_chosen = exclude_chosen
         self.read = ReadBlock(in_features, width)
-        self.write = PointerDecoder(width, memory_size, hidden_size, glimpse=glimpse)  # chapter 6's decoder
+        self.write = PointerDecoder(width, memory_size, hidden_size, glimpse=glimpse, feed_chosen=feed_chosen)
 
     def encode(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
         """``x (B, N, F)`` -> ``(embeddings (B, N, D), memory (B, N, M), (h, c))``."""
@@ -217,6 +224,9 @@ class SetPointerModel(_PointerModel):
             which needs no memory of the output so far.
         glimpse: the write block reads the memory once before each pointer
             (:class:`papers30.pointer.PointerDecoder`); off by default.
+        feed_chosen: the write block is fed back the element it chose (on by
+            default, as in a pointer network). Off, it is fed a constant, so
+            without a glimpse everything it knows of the set is ``q*_P``.
     """
 
     def __init__(
@@ -227,8 +237,9 @@ class SetPointerModel(_PointerModel):
         steps: int,
         exclude_chosen: bool = False,
         glimpse: bool = False,
+        feed_chosen: bool = True,
     ) -> None:
-        super().__init__(in_features, width, hidden_size, width, exclude_chosen, glimpse)
+        super().__init__(in_features, width, hidden_size, width, exclude_chosen, glimpse, feed_chosen)
         self.process = ProcessBlock(width, steps)
         self.init_state = nn.Linear(2 * width, 2 * hidden_size)
 
@@ -252,13 +263,19 @@ class SequencePointerModel(_PointerModel):
 
     Args:
         in_features: ``F``; width: ``D``; hidden_size: ``H``; exclude_chosen,
-            glimpse: as in :class:`SetPointerModel`.
+            glimpse, feed_chosen: as in :class:`SetPointerModel`.
     """
 
     def __init__(
-        self, in_features: int, width: int, hidden_size: int, exclude_chosen: bool = False, glimpse: bool = False
+        self,
+        in_features: int,
+        width: int,
+        hidden_size: int,
+        exclude_chosen: bool = False,
+        glimpse: bool = False,
+        feed_chosen: bool = True,
     ) -> None:
-        super().__init__(in_features, width, hidden_size, hidden_size, exclude_chosen, glimpse)
+        super().__init__(in_features, width, hidden_size, hidden_size, exclude_chosen, glimpse, feed_chosen)
         self.encoder = LSTM(width, hidden_size, batch_first=True)
 
     def set_encoding(self, x: torch.Tensor) -> torch.Tensor:
@@ -348,12 +365,13 @@ def train_sorter(
     optimizer: str = "adam",
     clip: float = 1.0,
     stop_after: int | None = None,
+    feed_chosen: bool = True,
 ) -> SortingRun:
     """Build one sorting model from plain arguments and train it with :func:`fit_sorting`.
 
     ``process_steps`` is ``P`` for a :class:`SetPointerModel` (Read-Process-Write),
     or ``None`` for the :class:`SequencePointerModel` baseline; ``width`` is
-    both ``D`` and ``H``; ``glimpse`` is passed to the write block, and
+    both ``D`` and ``H``; ``glimpse`` and ``feed_chosen`` are passed to the write block, and
     ``optimizer`` and ``clip`` to :func:`fit_sorting`. The model
     is initialised after :func:`papers30.runtime.seed_everything` of ``seed``
     and trained on the batches of ``seed``, so two calls with the same
@@ -365,9 +383,9 @@ def train_sorter(
     _checks.positive_int("width", width)
     seed_everything(seed)
     if process_steps is None:
-        model: _PointerModel = SequencePointerModel(1, width, width, glimpse=glimpse)
+        model: _PointerModel = SequencePointerModel(1, width, width, glimpse=glimpse, feed_chosen=feed_chosen)
     else:
-        model = SetPointerModel(1, width, width, steps=process_steps, glimpse=glimpse)
+        model = SetPointerModel(1, width, width, steps=process_steps, glimpse=glimpse, feed_chosen=feed_chosen)
     model.to(get_device())
     history = fit_sorting(model, n, steps, batch, lr, seed, optimizer=optimizer, clip=clip, stop_after=stop_after)
     return SortingRun(model, history)

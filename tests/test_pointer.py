@@ -55,7 +55,8 @@ def _log_softmax_by_hand(u):
 def loop_reference(dec, inputs, memory, targets, state, allowed_fn, readout):
     """Loop reference: torch.nn.LSTMCell with copied weights, then ``readout(h_b, memory_b, allowed_b)`` by hand.
 
-    ``readout`` returns one row's log-probabilities as a list; step ``t`` is fed the target of step ``t - 1``.
+    ``readout`` returns one row's log-probabilities as a list; step ``t`` is fed the target of step ``t - 1``,
+    or the decoder's ``start`` vector again when the decoder does not feed back its choices.
     """
     cell = torch.nn.LSTMCell(dec.input_size, dec.hidden_size).double()
     cell.load_state_dict(dec.cell.state_dict())
@@ -68,7 +69,8 @@ def loop_reference(dec, inputs, memory, targets, state, allowed_fn, readout):
         allowed = allowed_fn(t)
         for b in range(B):
             out[b, t] = torch.tensor(readout(h[b], memory[b], allowed[b]), dtype=DT)
-        x = torch.stack([inputs[b, max(int(targets[b, t]), 0)] for b in range(B)])
+        if dec.feed_chosen:
+            x = torch.stack([inputs[b, max(int(targets[b, t]), 0)] for b in range(B)])
     return out
 
 
@@ -125,8 +127,27 @@ def test_pointer_decoder_exclude_chosen_matches_loop_reference(glimpse, gen):
 
 
 @pytest.mark.parametrize("glimpse", [False, True])
-def test_greedy_equals_argmax_of_teacher_forced_pass_on_its_own_choices(glimpse, gen):
-    dec = PointerDecoder(2, 3, 5, glimpse=glimpse).double()
+def test_decoder_without_feedback_matches_loop_reference_fed_start_every_step(glimpse, gen):
+    B, N, T = 3, 5, 5
+    dec = PointerDecoder(2, 3, 4, glimpse=glimpse, feed_chosen=False).double()
+    inputs, memory = randn(B, N, 2, g=gen), randn(B, N, 3, g=gen)
+    state = (randn(B, 4, g=gen), randn(B, 4, g=gen))
+    targets = torch.randint(0, N, (B, T), generator=gen)
+    got = dec(inputs, memory, targets, state).detach()
+    everywhere = lambda t: torch.ones(B, N, dtype=torch.bool)  # noqa: E731
+    torch.testing.assert_close(got, decoder_reference(dec, inputs, memory, targets, state, everywhere), **TOL)
+    # the fed-back inputs and the targets before the last step no longer matter; with feedback they do
+    other = torch.randint(0, N, (B, T), generator=gen)
+    other[:, -1] = targets[:, -1]
+    torch.testing.assert_close(dec(inputs * 7.0, memory, other, state).detach(), got, **TOL)
+    dec.feed_chosen = True
+    assert not torch.allclose(dec(inputs * 7.0, memory, other, state).detach(), got)
+
+
+@pytest.mark.parametrize("glimpse", [False, True])
+@pytest.mark.parametrize("feed_chosen", [True, False])
+def test_greedy_equals_argmax_of_teacher_forced_pass_on_its_own_choices(glimpse, feed_chosen, gen):
+    dec = PointerDecoder(2, 3, 5, glimpse=glimpse, feed_chosen=feed_chosen).double()
     inputs, memory = randn(3, 6, 2, g=gen), randn(3, 6, 3, g=gen)
     picks, logp = dec.greedy(inputs, memory, steps=6)
     forced = dec(inputs, memory, picks, exclude_chosen=True).detach()
@@ -385,6 +406,7 @@ def test_fit_hulls_rejects_bad_arguments(kwargs, exc, name, gen):
         (lambda: VocabularyDecoder(2, 3, 4, vocab_size=3, attention=1), TypeError, "attention"),
         (lambda: Seq2SeqNetwork(2, 4, max_points=0), ValueError, "max_points"),
         (lambda: PointerDecoder(2, 3, 4, glimpse="yes"), TypeError, "glimpse"),
+        (lambda: PointerDecoder(2, 3, 4, feed_chosen=1), TypeError, "feed_chosen"),
     ],
 )
 def test_baselines_and_glimpse_reject_bad_arguments(call, exc, name):

@@ -242,6 +242,21 @@ def test_train_sorter_builds_the_named_model_and_replays_exactly():
     assert isinstance(base.model, SequencePointerModel) and base.model.write.glimpse is None
 
 
+def test_without_feedback_or_glimpse_the_write_block_sees_the_set_only_through_q_star():
+    """Reference: with P = 0 every score depends on its own element alone, so changing a third element leaves
+    the log-odds of the first two unchanged; with P = 1 the set encoding carries the change into them."""
+    torch.manual_seed(4)
+    x = torch.tensor([[0.2, 0.7, 0.1], [0.2, 0.7, 0.9]], dtype=torch.float64)
+    order = torch.tensor([[0, 1, 2], [0, 1, 2]])
+    for p, same in ((0, True), (1, False)):
+        model = SetPointerModel(1, 4, 4, p, feed_chosen=False).double()
+        logp = model(x, order).detach()
+        odds = logp[:, :, 0] - logp[:, :, 1]  # (sets, steps)
+        assert torch.allclose(odds[0], odds[1], atol=1e-12) is same
+    run = train_sorter(1, n=3, width=4, steps=2, batch=3, lr=1e-2, seed=0, feed_chosen=False)
+    assert run.model.write.feed_chosen is False and train_sorter(1, 3, 4, 1, 3, 1e-2, 0).model.write.feed_chosen
+
+
 def test_fit_sorting_with_sgd_equals_a_hand_written_sgd_loop():
     """Reference: plain SGD written out (clip, then step, then cosine decay), on the same batches."""
     torch.manual_seed(0)
