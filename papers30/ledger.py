@@ -338,6 +338,28 @@ class Markdown(str):
         return str(self)
 
 
+PILOT_COLUMNS = ("Design", "Setting", "Outcome")
+
+
+def pilots(chapter: int, claim: str) -> Markdown:
+    """The designs declared as tried for ``claim`` of ``chapter``, as a Markdown table (empty if none).
+
+    One row per :class:`papers30.papers.Pilot` in ``papers.toml``, in the
+    order declared; a ``|`` in the text is escaped so that it cannot split a
+    cell. Raises ``ValueError`` when the claim is not declared.
+    """
+    d = declaration(chapter, claim)
+    if not d.pilots:
+        return Markdown("")
+
+    def cell(text: str) -> str:
+        return " ".join(text.split()).replace("|", "\\|")
+
+    lines = ["| " + " | ".join(PILOT_COLUMNS) + " |", "|" + "---|" * len(PILOT_COLUMNS)]
+    lines += [f"| {cell(p.design)} | {cell(p.setting)} | {cell(p.outcome)} |" for p in d.pilots]
+    return Markdown("\n".join(lines))
+
+
 def _verdict_md(r: Record) -> str:
     word = {"held": "held on every seed" if len(r.values) > 1 else "held",
             "missed": "missed", "missed (declared)": "missed, as declared before the run"}[r.result]

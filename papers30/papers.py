@@ -63,7 +63,31 @@ def paper(number: int) -> Paper:
 KINDS = ("claim", "check")
 _BOUNDS = ("at_least", "at_most", "above_control", "below_control")
 _FIELDS = {"chapter", "id", "kind", "headline", "quantity", "paper", "source", "setting", "control",
-           "expected", "reason", "recorded_expected", "recorded_reason", "digits", *_BOUNDS}
+           "expected", "reason", "recorded_expected", "recorded_reason", "digits", "pilots", *_BOUNDS}
+_PILOT_FIELDS = ("design", "setting", "outcome")
+
+
+@dataclass(frozen=True)
+class Pilot:
+    """One design tried for a claim on seeds the chapter does not use, as declared in ``papers.toml``.
+
+    ``design`` names what was changed, ``setting`` how it was run (the call
+    that reproduces it, sizes, seeds) and ``outcome`` what it gave. A declared
+    miss lists its pilots so that a reader can see every design tried before
+    the miss was accepted, not only the one the chapter runs.
+    """
+
+    design: str
+    setting: str
+    outcome: str
+
+    def __post_init__(self) -> None:
+        _checks.dataclass_fields(self)
+        for name in _PILOT_FIELDS:
+            if not getattr(self, name).strip():
+                raise ValueError(f"pilot {name} must not be empty")
+
+
 RECORDED_SCALES = ("large", "paper")  # the scales of a recorded larger run (``make reproduce``)
 
 
@@ -82,7 +106,8 @@ class Declaration:
     run (scale ``"large"`` or ``"paper"``) may be expected to end otherwise
     than the build: ``recorded_expected`` and ``recorded_reason`` declare that
     (by default they are ``expected`` and ``reason``); :meth:`expectation`
-    gives the pair that applies at a scale.
+    gives the pair that applies at a scale. ``pilots`` are the designs tried
+    before the outcome was declared (:class:`Pilot`); they enter no criterion.
     """
 
     chapter: int
@@ -103,6 +128,7 @@ class Declaration:
     digits: int
     recorded_expected: bool
     recorded_reason: str
+    pilots: tuple[Pilot, ...] = ()
 
     def __post_init__(self) -> None:
         _checks.dataclass_fields(self)
@@ -159,13 +185,20 @@ def _declaration(entry: dict) -> Declaration:
     if not recorded_expected and not recorded_reason:
         raise ValueError(f"{where} declares a miss of the recorded run (recorded_expected = false) "
                          "without its recorded_reason")
+    pilots = entry.get("pilots", [])
+    if not isinstance(pilots, list) or not all(isinstance(p, dict) for p in pilots):
+        raise TypeError(f"{where}: pilots must be a list of tables, got {pilots!r:.60}")
+    for i, p in enumerate(pilots):
+        if sorted(p) != sorted(_PILOT_FIELDS) or not all(isinstance(v, str) and v.strip() for v in p.values()):
+            raise ValueError(f"{where}: pilots[{i}] must give {', '.join(_PILOT_FIELDS)} as non-empty text, "
+                             f"got fields {sorted(p)}")
     return Declaration(
         chapter=int(entry["chapter"]), id=str(entry["id"]), kind=kind, headline=headline,
         quantity=str(entry.get("quantity", "")), paper=str(entry.get("paper", "")),
         source=str(entry.get("source", "")), setting=str(entry.get("setting", "")),
         control=str(entry.get("control", "")), expected=expected, reason=str(entry.get("reason", "")),
         digits=int(entry.get("digits", 3)), recorded_expected=recorded_expected,
-        recorded_reason=recorded_reason, **bounds,
+        recorded_reason=recorded_reason, pilots=tuple(Pilot(**p) for p in pilots), **bounds,
     )
 
 

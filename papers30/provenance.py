@@ -30,7 +30,7 @@ import os
 import pickle
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -129,7 +129,7 @@ def chapter_hash(chapter: int, source: str | None = None) -> str:
     for f in files:
         h.update(f.relative_to(PACKAGE).as_posix().encode())
         h.update(_read(f))
-    h.update(json.dumps([d.__dict__ for d in declarations(chapter)], sort_keys=True).encode())
+    h.update(json.dumps([asdict(d) for d in declarations(chapter)], sort_keys=True).encode())
     h.update(json.dumps(paper(chapter).__dict__, sort_keys=True).encode())
     recorded = results_path(chapter)
     if recorded.exists():  # the page shows its recorded run

@@ -28,6 +28,7 @@ from papers30.ledger import (
     evaluate,
     glance_text,
     load,
+    pilots,
 )
 from papers30.papers import _declaration
 
@@ -242,11 +243,33 @@ def test_evaluate_absolute_by_hand(value, bounds, held):
         (dict(kind="check", at_least=1, colour="red"), "unknown"),
         (dict(kind="claim", control="c", at_least=1, recorded_expected=False), "recorded_reason"),
         (dict(kind="claim", control="c", at_least=1, recorded_reason="why"), "recorded_expected"),
+        (dict(kind="claim", control="c", at_least=1, pilots=[dict(design="d", setting="s")]), "pilots"),
+        (dict(kind="claim", control="c", at_least=1, pilots=[dict(design="d", setting="s", outcome=" ")]), "pilots"),
+        (dict(kind="claim", control="c", at_least=1,
+              pilots=[dict(design="d", setting="s", outcome="o", seeds="1")]), "pilots"),
     ],
 )
 def test_bad_declarations_are_refused(entry, match):
     with pytest.raises(ValueError, match=match):
         _declaration(dict(chapter=1, id="x", **entry))
+
+
+def test_pilots_are_declared_in_order_and_drawn_as_a_table_whose_cells_cannot_split(declared):
+    """Reference: the table written out by hand from the declared text."""
+    tried = [dict(design="narrow | wide", setting="N = 10,\n  width 8", outcome="ahead on 2 of 3"),
+             dict(design="SGD", setting="lr 1.0", outcome="behind on all")]
+    declared([*ENTRIES, dict(chapter=13, id="tried", kind="claim", control="c", at_least=1, expected=False,
+                             reason="see the pilots", pilots=tried)])
+    assert [p.design for p in papers.declaration(13, "tried").pilots] == ["narrow | wide", "SGD"]
+    assert pilots(13, "tried") == ("| Design | Setting | Outcome |\n|---|---|---|\n"
+                                   "| narrow \\| wide | N = 10, width 8 | ahead on 2 of 3 |\n"
+                                   "| SGD | lr 1.0 | behind on all |")
+    assert pilots(13, "tried")._repr_markdown_() == str(pilots(13, "tried"))
+    assert pilots(13, "head") == "" and papers.declaration(13, "head").pilots == ()
+    with pytest.raises(ValueError, match="not declared"):
+        pilots(13, "nothing")
+    with pytest.raises(TypeError, match="pilots"):
+        _declaration(dict(chapter=1, id="x", control="c", at_least=1, pilots="none"))
 
 
 def test_recorded_expectation_defaults_to_the_builds_and_can_differ():

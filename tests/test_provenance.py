@@ -116,6 +116,22 @@ def test_chapter_hash_depends_on_the_chapters_own_declarations_only(monkeypatch)
     assert {c for c in CHAPTERS if after[c] != before[c]} == {CHAPTERS[0]}
 
 
+def test_chapter_hash_covers_declared_pilots(monkeypatch):
+    """Reference: one pilot's outcome edited by hand changes its chapter's hash and no other."""
+    from dataclasses import replace
+
+    from papers30 import papers
+
+    assert papers.declaration(8, "process_steps").pilots  # chapter 8 declares its pilots
+    before = {c: chapter_hash(c) for c in (7, 8, 9)}
+    def edit(d):  # chapter 8's first pilot, with another outcome
+        return replace(d, pilots=(replace(d.pilots[0], outcome="edited"), *d.pilots[1:]))
+
+    decls = tuple(edit(d) if d.chapter == 8 and d.pilots else d for d in papers._declarations())
+    monkeypatch.setattr(papers, "_declarations", lambda: decls)
+    assert {c for c in (7, 8, 9) if chapter_hash(c) != before[c]} == {8}
+
+
 def test_module_closure_includes_parents_and_imports_by_hand():
     names = {as_module(p) for p in module_closure({"papers30.graphs"})}
     assert {"papers30", "papers30.runtime", "papers30.graphs", "papers30._checks", "papers30.recurrent",
