@@ -372,7 +372,103 @@ def _chapter_code(text: str) -> bytes:
     return "\n".join(cells).encode()
 
 
-_CHAPTER = "papers30.<chapter>"  # the chapter's own code: followed, never kept
+_CHAPTER = "papers30.<chapter>"  # the chapter's own code: followed, and its numerical statements kept
+#: Presentation names a chapter imports from other libraries (their roots), and builtins that only show.
+_SHOWN_LIBRARIES = frozenset({"matplotlib", "IPython", "myst_nb"})
+_SHOWN_BUILTINS = frozenset({"print", "display"})
+#: Functions of the presentation modules that run a computation rather than show one.
+_RUNS = frozenset({"traced"})
+#: Methods whose arguments decide what a run records (``ledger.record(id, values, control=...)``).
+_RECORDS = frozenset({"record"})
+
+
+def _numerical(stmts: list[ast.stmt], shown: set[str]) -> list[ast.stmt]:
+    """The statements of a chapter's code that can change what it computes, in order.
+
+    ``shown`` holds the names that only show, record or check results (imported
+    from a presentation module or library, or bound from one); it grows as
+    statements bind new such names. Dropped: imports (reachability follows
+    what they bring), assertions, expression statements that call nothing
+    (a cell's displayed value) or that use a shown name (``glue(...)``,
+    ``ax.plot(...)``), assignments whose value uses a shown name (the names
+    they bind become shown), and compound statements whose header uses one
+    or whose bodies keep nothing. Every other statement is kept, its bodies
+    filtered the same way, and so is every ``<ledger>.record(...)`` call,
+    since its arguments decide what the run records. So a literal in a
+    training call, a seed list, a loop over settings or the values handed to
+    the ledger count, while a new caption or figure does not.
+    """
+    kept: list[ast.stmt] = []
+
+    def uses(node: ast.AST | None) -> bool:  # a shown name, other than a comprehension's or lambda's own
+        if node is None:
+            return False
+        own = {n.id for c in ast.walk(node) if isinstance(c, ast.comprehension)
+               for n in ast.walk(c.target) if isinstance(n, ast.Name)}
+        own |= {a.arg for f in ast.walk(node) if isinstance(f, ast.Lambda) for a in ast.walk(f.args)
+                if isinstance(a, ast.arg)}
+        return any(isinstance(n, ast.Name) and n.id in shown - own for n in ast.walk(node))
+
+    def bound(node: ast.AST) -> set[str]:
+        return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
+
+    for stmt in stmts:
+        if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Assert, ast.Pass)):
+            continue
+        value = getattr(stmt, "value", None)
+        if isinstance(value, ast.Call) and isinstance(value.func, ast.Attribute) and value.func.attr in _RECORDS:
+            pass  # what is recorded, as value and as control, is part of the run
+        elif isinstance(stmt, ast.Expr):
+            if uses(stmt) or not any(isinstance(n, ast.Call) for n in ast.walk(stmt)):
+                continue
+        elif isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            if uses(stmt.value):
+                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+                for target in targets:
+                    shown |= bound(target)
+                continue
+        elif isinstance(stmt, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            stmt = _clone(stmt)
+            stmt.body = _numerical(stmt.body, set(shown)) or [ast.Pass()]
+        elif isinstance(stmt, (ast.For, ast.AsyncFor, ast.While, ast.If, ast.With, ast.AsyncWith, ast.Try)):
+            head = [getattr(stmt, f, None) for f in ("iter", "test")] + [i.context_expr for i in getattr(stmt, "items", [])]
+            if any(uses(h) for h in head):
+                continue  # names it binds stay unshown: a later statement reading them is kept
+            stmt = _clone(stmt)
+            fields = [f for f in ("body", "orelse", "finalbody") if getattr(stmt, f, None)]
+            for f in fields:
+                setattr(stmt, f, _numerical(getattr(stmt, f), shown))
+            for handler in getattr(stmt, "handlers", []):
+                handler.body = _numerical(handler.body, shown) or [ast.Pass()]
+            if not any(getattr(stmt, f) for f in fields) and not getattr(stmt, "handlers", None):
+                continue
+            if not stmt.body:
+                stmt.body = [ast.Pass()]
+        kept.append(stmt)
+    return kept
+
+
+def _chapter_statements(text: str, shown: set[str]) -> list[ast.stmt]:
+    """What of a chapter's code cells can change its numbers (:func:`_numerical`), validation
+    stripped, with the functions and classes it defines kept only where a kept statement uses them."""
+    tree = _StripChecks().visit(ast.parse(_chapter_code(text)))
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            module = node.module if isinstance(node, ast.ImportFrom) else None
+            for a in node.names:
+                root = (module or a.name).split(".")[0]
+                if root in _SHOWN_LIBRARIES:
+                    shown.add(a.asname or (a.name if module else a.name.split(".")[0]))
+    statements = _numerical(tree.body, shown | _SHOWN_BUILTINS)
+    defined = {s.name: s for s in statements if isinstance(s, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    used: set[str] = set()
+    todo = [s for s in statements if getattr(s, "name", None) not in defined]
+    while todo:
+        for node in ast.walk(todo.pop()):
+            if isinstance(node, ast.Name) and node.id in defined and node.id not in used:
+                used.add(node.id)
+                todo.append(defined[node.id])
+    return [s for s in statements if getattr(s, "name", None) not in defined or s.name in used]
 
 
 def run_definitions(chapter: int, source: str | None = None,
@@ -389,12 +485,16 @@ def run_definitions(chapter: int, source: str | None = None,
     (key ``"assets/NAME"``) that a string in that code or in the chapter names,
     when the chapter uses ``papers30.data``.
     Definitions in the :data:`PRESENTATION` modules are followed, not kept.
+    The chapter's own statements that can change a number (key
+    ``"papers30.<chapter>:"``; see :func:`_numerical`) are kept too: a literal
+    in a training call, a list of seeds, a helper the chapter defines, but not
+    a caption, a figure or a ledger entry.
     A function or class no run of the chapter can reach (added for another
     chapter, say) does not count, so editing it leaves a recorded run current.
     ``read`` reads a file (default: from disk; ``tools/restamp.py`` reads a commit).
     """
     read = read or _read
-    text = source if source is not None else chapter_source(chapter).read_text(encoding="utf-8")
+    text = source if source is not None else read(chapter_source(chapter)).decode("utf-8")
     scopes: dict[str, _Scope | None] = {}
 
     def scope(module: str) -> _Scope | None:
@@ -476,6 +576,15 @@ def run_definitions(chapter: int, source: str | None = None,
             uses(module, stmts)
             if not presentation:
                 kept[f"{module}:{def_name}"] = ast.dump(ast.Module(body=stmts, type_ignores=[])).encode()
+    shown: set[str] = set()  # the chapter's names for presentation functions and modules
+    for local, (module, attr) in chapter_scope.aliases.items():
+        target = (module, None) if attr is None else attribute(module, attr)
+        path = None if target is None else _module_file(target[0])
+        if path is not None and path.parent == PACKAGE and path.name in PRESENTATION and target[1] not in _RUNS:
+            shown.add(local)
+    statements = _chapter_statements(text, shown)
+    if statements:
+        kept[f"{_CHAPTER}:"] = ast.dump(ast.Module(body=statements, type_ignores=[])).encode()
     if any(m == "papers30.data" or m.startswith("papers30.data.") for m, _ in done):
         code = text + "".join(v.decode(errors="replace") for v in kept.values())
         for f in sorted((PACKAGE / "data" / "assets").glob("*")):

@@ -245,7 +245,8 @@ def test_run_definitions_follow_names_through_modules_and_re_exports(tmp_path, m
     })
     keys = set(provenance.run_definitions(1, source=CHAPTER))
     expected = {"papers30.models:train", "papers30.models:Model", "papers30.core:step", "papers30.core:SCALE",
-                "papers30.data.draw:draw", "papers30.helpers:seed", "papers30.helpers:random"}
+                "papers30.data.draw:draw", "papers30.helpers:seed", "papers30.helpers:random",
+                "papers30.<chapter>:"}  # the chapter's own ``helpers.seed()``
     assert {k for k in keys if not k.startswith("assets/")} == expected
 
 
@@ -595,3 +596,120 @@ def test_run_hash_covers_only_the_data_assets_the_code_names(tmp_path, monkeypat
     # A chapter that names the other set in its own code (a loader's key) depends on it too.
     named = chapter.replace("load()", "load()\nname = 'beta'")
     assert "assets/beta.npz.xz" in provenance.run_definitions(1, source=named)
+
+
+NUMERICAL_CHAPTER = '''```{code-cell} ipython3
+from papers30.models import train
+from papers30.display import glue
+from papers30.ledger import ChapterLedger
+from papers30.provenance import traced
+import matplotlib.pyplot as plt
+
+SEEDS = (0, 1, 2)
+ledger = ChapterLedger(1)
+runs = [traced(f"seed {s}", train, n=3, seed=s) for s in SEEDS]
+```
+
+Some prose between the cells.
+
+```{code-cell} ipython3
+def helper(x):
+    return x * 2
+
+best = max(helper(r) for r in runs)
+fig, ax = plt.subplots()
+s = fig.dpi
+for line, s in zip(ax.get_lines(), SEEDS):
+    line.set_label(str(s))
+ax.plot(runs)
+glue("best", best)
+ledger.record("claim", runs, control=[0, 0, 0])
+top = [r + 1 for s, r in zip(SEEDS, runs)]
+for s in SEEDS:
+    print(s)
+    glue(f"run_{s}", runs[s])
+best
+```
+'''
+
+
+def test_run_hash_covers_the_chapters_numerical_statements(tmp_path, monkeypatch):
+    """Reference: edits worked out by hand; those that change what the chapter computes or records
+    make its recorded run stale, those that change only what it shows leave it current."""
+    from papers30 import provenance
+
+    _package(tmp_path, monkeypatch, {
+        "models": "def train(n, seed):\n    return n + seed\n",
+        "display": "def glue(name, value):\n    return None\n",
+        "ledger": "class ChapterLedger:\n    def record(self, *a, **k):\n        return None\n",
+        "provenance": "def traced(name, fn, **kwargs):\n    return fn(**kwargs)\n",
+    })
+    before = provenance.run_hash(1, source=NUMERICAL_CHAPTER)
+    assert "papers30.<chapter>:" in provenance.run_definitions(1, source=NUMERICAL_CHAPTER)
+
+    def rehash(old: str, new: str) -> str:
+        assert old in NUMERICAL_CHAPTER
+        return provenance.run_hash(1, source=NUMERICAL_CHAPTER.replace(old, new))
+
+    shown_only = [
+        ('glue("best", best)', 'glue("top", best)'),  # a glue label
+        ("ax.plot(runs)", "ax.plot(runs)\nax.set_title('runs')"),  # a figure
+        ("plt.subplots()", "plt.subplots(1, 2)"),
+        ("line.set_label(str(s))", "line.set_label(f'seed {s}')"),  # a loop over what is shown
+        ("    print(s)", "    print('seed', s)"),
+        ("best\n```", "best + 0\n```"),  # a cell's displayed value
+        ("from papers30.display import glue", "from papers30.display import glue  # shown"),
+        ("Some prose between the cells.", "Other prose."),
+        ("def helper(x):", "def plot_it(ax):\n    ax.plot([1])\n\ndef helper(x):"),  # a helper nothing computed uses
+        ("SEEDS = (0, 1, 2)\n", "SEEDS = (0, 1, 2)\n```\n\n```{code-cell} ipython3\n"),  # one cell split in two
+    ]
+    for old, new in shown_only:
+        assert rehash(old, new) == before, new
+    numerical = [
+        ("n=3", "n=4"),  # a literal in a traced training call
+        ("(0, 1, 2)", "(0, 1, 3)"),  # the seeds
+        ("x * 2", "x * 3"),  # a helper the chapter defines and uses
+        ("control=[0, 0, 0]", "control=[1, 1, 1]"),  # what the ledger records
+        ('ledger.record("claim", runs,', 'ledger.record("claim", top,'),
+        ("r + 1 for s, r", "r + 2 for s, r"),  # its own ``s``, not the shown one bound from ``fig``
+    ]
+    for old, new in numerical:
+        assert rehash(old, new) != before, new
+
+
+def test_run_hash_reads_the_chapter_through_read(tmp_path, monkeypatch):
+    """``tools/restamp.py`` computes the hash of a past commit: the chapter's cells must be read
+    through ``read`` like the package's files, or a past run would be judged by today's cells."""
+    from papers30 import provenance
+
+    _package(tmp_path, monkeypatch, {"models": "def train(n, seed):\n    return n + seed\n"})
+    chapter = tmp_path / "chapter.md"
+    text = "```{code-cell} ipython3\nfrom papers30.models import train\nx = train(3, 0)\n```\n"
+    chapter.write_text(text)
+    monkeypatch.setattr(provenance, "chapter_source", lambda number: chapter)
+    now = provenance.run_hash(1)
+    assert now == provenance.run_hash(1, source=text)
+    past = text.replace("train(3, 0)", "train(4, 0)").encode()
+    assert provenance.run_hash(1, read=lambda p: past if p == chapter else p.read_bytes()) != now
+
+
+@pytest.mark.parametrize("chapter", CHAPTERS)
+def test_run_hash_keeps_every_run_pick_and_record_of_the_chapter(chapter):
+    """Reference: the chapter's cells parsed on their own; the filter that leaves out what only shows
+    must keep every ``traced`` training run, every ``pick`` of settings and every ledger record."""
+    text = provenance.chapter_source(chapter).read_text(encoding="utf-8")
+
+    def calls(tree: ast.AST) -> list[str]:
+        found = []
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                func = node.func
+                name = func.id if isinstance(func, ast.Name) else func.attr if isinstance(func, ast.Attribute) else ""
+                if name in ("traced", "pick", "record"):
+                    found.append(ast.dump(node))
+        return sorted(found)
+
+    every = calls(ast.parse(provenance._chapter_code(text)))
+    assert any("record" in c for c in every), "every chapter records its claims"
+    kept = provenance.run_definitions(chapter).get("papers30.<chapter>:", b"")
+    assert calls(eval(kept.decode(), vars(ast))) == every  # the kept syntax tree, as ast.dump wrote it

@@ -7,7 +7,8 @@ cannot reach), re-running it (often
 half an hour of CPU) would reproduce them. This tool checks that with git,
 never by trust: the run hash (:func:`papers30.provenance.run_hash`, over the
 syntax trees, without docstrings and validation, of the package definitions
-the chapter's code can reach) must be the same computed from the files at the run's recorded
+the chapter's code can reach and of the chapter's own statements that compute
+or record a number, its cells read at the commit too) must be the same computed from the files at the run's recorded
 commit and from the working tree, and the chapter's declared criteria must be
 the same. Only then is the stored hash replaced by the current one.
 
