@@ -307,6 +307,20 @@ def test_audit_judges_records_against_the_expectation_of_their_scale(tmp_path, d
         audit(load(tmp_path), [13], scale="huge")
 
 
+def test_audit_catches_a_recorded_run_that_beats_its_declared_miss(tmp_path, declared, monkeypatch):
+    """Reference: "hard" declared a miss at every scale, recorded at 0.85 >= 0.8 (held)."""
+    declared()
+    monkeypatch.setenv("PAPERS30_SCALE", "large")
+    book = _good_records(tmp_path)
+    book.record("hard", 0.85, control=0.25)  # replaces the miss: the last record of an id counts
+    problems = audit(load(tmp_path), [13], scale="large")
+    assert problems == ["ch13 hard: held at scale 'large', where papers.toml declares a miss; "
+                        "declare recorded_expected = true (or a recorded_reason that fits)"]
+    monkeypatch.setenv("PAPERS30_SCALE", "small")
+    _good_records(tmp_path).record("hard", 0.85, control=0.25)
+    assert audit(load(tmp_path), [13]) == []  # a build on other seeds may beat a declared miss
+
+
 def _good_records(tmp_path):
     book = ChapterLedger(13, directory=tmp_path)
     book.record("head", [0.95, 0.97, 0.93], control=[0.1, 0.12, 0.08])
