@@ -390,8 +390,9 @@ def _numerical(stmts: list[ast.stmt], shown: set[str]) -> list[ast.stmt]:
     statements bind new such names. Dropped: imports (reachability follows
     what they bring), assertions, expression statements that call nothing
     (a cell's displayed value) or that use a shown name (``glue(...)``,
-    ``ax.plot(...)``), assignments whose value uses a shown name (the names
-    they bind become shown), and compound statements whose header uses one
+    ``ax.plot(...)``), assignments to an attribute or item of a shown object
+    (``ax.title = ...``), assignments whose value uses a shown name (the
+    names they bind become shown), and compound statements whose header uses one
     or whose bodies keep nothing. Every other statement is kept, its bodies
     filtered the same way, and so is every ``<ledger>.record(...)`` call,
     since its arguments decide what the run records. So a literal in a
@@ -412,6 +413,15 @@ def _numerical(stmts: list[ast.stmt], shown: set[str]) -> list[ast.stmt]:
     def bound(node: ast.AST) -> set[str]:
         return {n.id for n in ast.walk(node) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Store)}
 
+    def sets_shown(target: ast.AST) -> bool:  # ``ax.title = ...``, ``fig.axes[0].x = ...``
+        for t in target.elts if isinstance(target, (ast.Tuple, ast.List)) else [target]:
+            base = t
+            while isinstance(base, (ast.Attribute, ast.Subscript, ast.Starred)):
+                base = base.value
+            if t is not base and isinstance(base, ast.Name) and base.id in shown:
+                return True
+        return False
+
     for stmt in stmts:
         if isinstance(stmt, (ast.Import, ast.ImportFrom, ast.Assert, ast.Pass)):
             continue
@@ -422,8 +432,10 @@ def _numerical(stmts: list[ast.stmt], shown: set[str]) -> list[ast.stmt]:
             if uses(stmt) or not any(isinstance(n, ast.Call) for n in ast.walk(stmt)):
                 continue
         elif isinstance(stmt, (ast.Assign, ast.AugAssign, ast.AnnAssign)):
+            targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            if any(sets_shown(t) for t in targets):
+                continue
             if uses(stmt.value):
-                targets = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
                 for target in targets:
                     shown |= bound(target)
                 continue

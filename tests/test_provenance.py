@@ -625,6 +625,8 @@ ax.plot(runs)
 glue("best", best)
 ledger.record("claim", runs, control=[0, 0, 0])
 top = [r + 1 for s, r in zip(SEEDS, runs)]
+extra = {}
+extra[s] = helper(3)
 for s in SEEDS:
     print(s)
     glue(f"run_{s}", runs[s])
@@ -654,6 +656,7 @@ def test_run_hash_covers_the_chapters_numerical_statements(tmp_path, monkeypatch
     shown_only = [
         ('glue("best", best)', 'glue("top", best)'),  # a glue label
         ("ax.plot(runs)", "ax.plot(runs)\nax.set_title('runs')"),  # a figure
+        ("ax.plot(runs)", "ax.plot(runs)\nax.xlim = (0, 3)\nfig.axes[0].label = 'x'"),  # a figure's attributes
         ("plt.subplots()", "plt.subplots(1, 2)"),
         ("line.set_label(str(s))", "line.set_label(f'seed {s}')"),  # a loop over what is shown
         ("    print(s)", "    print('seed', s)"),
@@ -672,6 +675,7 @@ def test_run_hash_covers_the_chapters_numerical_statements(tmp_path, monkeypatch
         ("control=[0, 0, 0]", "control=[1, 1, 1]"),  # what the ledger records
         ('ledger.record("claim", runs,', 'ledger.record("claim", top,'),
         ("r + 1 for s, r", "r + 2 for s, r"),  # its own ``s``, not the shown one bound from ``fig``
+        ("helper(3)", "helper(4)"),  # stored under a shown key, into an object that is not shown
     ]
     for old, new in numerical:
         assert rehash(old, new) != before, new
