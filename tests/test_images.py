@@ -322,3 +322,28 @@ def test_augment_properties(padding, flip, seed):
 def test_augment_bad_inputs(args, kwargs, exc, word):
     with pytest.raises(exc, match=word):
         augment(*args, **kwargs)
+
+
+def test_make_cifar10_full_keeps_only_the_pinned_set(cache, monkeypatch, tmp_path):
+    """Reference: a stand-in set whose digest is, then is not, the pinned one; the tool writes the
+    cache and checks it with the loader's own check, removing what does not match."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "make_cifar10", Path(__file__).resolve().parents[1] / "tools" / "data" / "make_cifar10.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    src = tmp_path / "package"  # stands for the unpacked npm package; read_all is replaced
+    src.mkdir()
+    arrays, digest = fake_full_set(src)
+    parts = (arrays["x_train"], arrays["y_train"], arrays["x_test"], arrays["y_test"])
+    monkeypatch.setattr(tool, "read_all", lambda folder: parts)
+    with pytest.raises(SystemExit, match="not the pinned set"):
+        tool.main_full(src)  # the pinned digest is the real set's
+    assert not cache_path("cifar10_full").exists()
+    monkeypatch.setitem(FULL_SETS, "cifar10_full", digest)
+    tool.main_full(src)
+    assert cache_path("cifar10_full").is_file()
+    images._read.cache_clear()
+    x, y = load_images("cifar10_full", "test")
+    np.testing.assert_array_equal(y.numpy(), arrays["y_test"])
