@@ -38,7 +38,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from papers30 import _checks
-from papers30.data.images import load_images
+from papers30.data.images import augment, load_images
 from papers30.runtime import get_device
 from papers30.training import History, fit
 
@@ -425,7 +425,7 @@ def build_net(arch: str, depth: int, widths: Sequence[int] = (16, 32, 64), *, se
 
 
 def _check_recipe(model, images, labels, steps, batch_size, lr, generator, momentum, weight_decay,
-                  milestones, warmup_error, stop_after) -> None:
+                  milestones, warmup_error, stop_after, crop_padding, flip) -> None:
     """Validate the arguments of :func:`train_classifier`, naming the offending one."""
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -451,6 +451,12 @@ def _check_recipe(model, images, labels, steps, batch_size, lr, generator, momen
         _checks.probability("warmup_error", warmup_error, inclusive_one=True)
     if stop_after is not None:
         _checks.positive_int("stop_after", stop_after)
+    if isinstance(crop_padding, bool) or not isinstance(crop_padding, int):
+        raise TypeError(f"crop_padding must be an int, got {type(crop_padding).__name__}")
+    if crop_padding < 0:
+        raise ValueError(f"crop_padding must be non-negative, got {crop_padding}")
+    if not isinstance(flip, bool):
+        raise TypeError(f"flip must be a bool, got {type(flip).__name__}")
 
 
 def train_classifier(
@@ -468,6 +474,8 @@ def train_classifier(
     warmup_error: float | None = None,
     evaluate: Callable[[], dict[str, float]] | None = None,
     stop_after: int | None = None,
+    crop_padding: int = 0,
+    flip: bool = False,
 ) -> History:
     """Train ``model`` on ``(images, labels)`` with chapter 10's CIFAR recipe; return its :class:`History`.
 
@@ -487,12 +495,20 @@ def train_classifier(
     the run early without changing the schedule (to replay the start of a
     recorded run).
 
+    Augmentation, the paper's (Sec. 4.2): with ``crop_padding > 0`` every
+    mini-batch image is zero-padded by that many pixels and cropped back at
+    a random offset, and with ``flip`` mirrored left-right with probability
+    1/2 (:func:`papers30.data.images.augment`). The draws come from
+    ``generator`` too, right after the epoch's permutation, so models trained
+    with equally seeded generators still see the same images. The defaults
+    train on the images as given.
+
     Speed: the model and images are put in the ``channels_last`` memory
     format, which suits the CPU's convolution kernels, and the SGD update is
     torch's fused one where the installed torch has it.
     """
     _check_recipe(model, images, labels, steps, batch_size, lr, generator, momentum, weight_decay,
-                  milestones, warmup_error, stop_after)
+                  milestones, warmup_error, stop_after, crop_padding, flip)
     model.to(memory_format=torch.channels_last)
     images = images.contiguous(memory_format=torch.channels_last)
     try:
@@ -517,7 +533,11 @@ def train_classifier(
         while len(order) <= epoch:
             order.append(torch.randperm(n, generator=generator).to(images.device))
         i = order[epoch][k * batch_size:(k + 1) * batch_size]
-        logits = model(images[i])
+        batch = images[i]
+        if crop_padding or flip:
+            batch = augment(batch, generator, padding=crop_padding, flip=flip)
+            batch = batch.contiguous(memory_format=torch.channels_last)
+        logits = model(batch)
         if warming[0]:
             warm_steps[0] += 1
             if (logits.argmax(dim=1) != labels[i]).float().mean().item() < warmup_error:
@@ -581,13 +601,16 @@ def train_on_fashion_mnist(
     seed: int,
     warmup_error: float | None = None,
     stop_after: int | None = None,
+    crop_padding: int = 0,
+    flip: bool = False,
 ) -> History:
     """Chapters 10 and 15's experiment: one network trained by :func:`train_classifier`; return its History.
 
     Builds ``build_net(arch, depth, widths, seed=seed)``, trains it on
     :func:`fashion_mnist_at` ``(size)`` with batches drawn from a generator
     seeded with ``seed`` (so every architecture trained with one seed sees
-    the same batches), and evaluates the test error once at the end:
+    the same batches, augmented alike when ``crop_padding`` or ``flip`` asks
+    for the paper's crops and flips), and evaluates the test error once at the end:
     ``history.evals[-1]["test_error"]`` (a fraction), with
     ``history.evals[-1]["warmup_steps"]``. Every argument is a plain value so
     that a recorded run can call it again (:func:`papers30.provenance.traced`).
@@ -605,4 +628,4 @@ def train_on_fashion_mnist(
 
     return train_classifier(model, x_train, y_train, steps=steps, batch_size=batch_size, lr=lr,
                             generator=torch.Generator().manual_seed(seed), warmup_error=warmup_error,
-                            evaluate=evaluate, stop_after=stop_after)
+                            evaluate=evaluate, stop_after=stop_after, crop_padding=crop_padding, flip=flip)

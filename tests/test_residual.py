@@ -11,6 +11,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from torch import nn
 
+from papers30.data.images import augment
 from papers30.residual import (ARCHS, CifarResNet, PadShortcut, PlainBlock, PreActBlock, PreActResNet,
                                ResidualBlock, build_net, depth_scaling, fashion_mnist_at, init_he_,
                                make_shortcut, propagation_norms, tail_mean, train_classifier,
@@ -673,6 +674,7 @@ def test_train_classifier_matches_hand_written_sgd_loop_with_step_schedule(warmu
 def test_train_classifier_warmup_ends_after_the_first_step_below_the_error_threshold():
     """warmup_error = 1 is met at once (an error below 100 %): lr / 10 for step 1 only."""
     x, y = toy_problem(dtype=DT)
+    torch.manual_seed(0)  # weights whose first batch is not all wrong, whatever ran before
     a = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
     b = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
     b.load_state_dict(a.state_dict())
@@ -709,6 +711,79 @@ def test_train_classifier_draws_each_epoch_without_replacement():
     assert epochs[0] != epochs[1]  # a fresh permutation each epoch
 
 
+class BatchRecorder(nn.Module):
+    """A model that keeps a copy of every mini-batch it is fed."""
+
+    def __init__(self):
+        super().__init__()
+        self.w = nn.Parameter(torch.zeros(1))
+        self.batches: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.batches.append(x.detach().clone())
+        return self.w * torch.zeros(len(x), 3)
+
+
+def variants(image, padding):
+    """Brute force: every crop of the zero-padded image, and its mirror image."""
+    _, h, w = image.shape
+    padded = F.pad(image, (padding,) * 4)
+    crops = [padded[:, dy:dy + h, dx:dx + w] for dy in range(2 * padding + 1) for dx in range(2 * padding + 1)]
+    return crops + [c.flip(-1) for c in crops]
+
+
+def test_train_classifier_crops_and_flips_every_image_of_each_epoch():
+    """Each image fed is a crop or a mirrored crop of its epoch's image, and the draws repeat with the seed."""
+    n, batch, steps = 12, 4, 6
+    x = torch.randn(n, 1, 3, 3, generator=torch.Generator().manual_seed(4))
+    seen = []
+    for _ in range(2):
+        model = BatchRecorder()
+        train_classifier(model, x, torch.zeros(n, dtype=torch.long), steps=steps, batch_size=batch, lr=0.1,
+                         generator=torch.Generator().manual_seed(0), crop_padding=1, flip=True)
+        seen.append(torch.cat(model.batches))
+    assert torch.equal(seen[0], seen[1])  # the same seed, the same augmented images
+    g, fed, changed = torch.Generator().manual_seed(0), seen[0], 0
+    for epoch in range(steps * batch // n):
+        order = torch.randperm(n, generator=g)
+        for k, i in enumerate(order):
+            image = fed[epoch * n + k]
+            assert any(torch.equal(image, v) for v in variants(x[i], 1))
+            changed += not torch.equal(image, x[i])
+        for _ in range(n // batch):  # the augmentation draws of the epoch's batches
+            torch.randint(0, 3, (2, batch), generator=g)
+            torch.rand(batch, generator=g)
+    assert changed >= n  # most of the 24 images fed are shifted or mirrored (17 of 18 variants differ)
+
+
+def test_train_classifier_with_augmentation_matches_hand_written_loop():
+    """The recipe on augmented batches: the reference draws the permutation, then augment's crops and flips."""
+    x, y = toy_problem(dtype=DT)
+    a = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
+    b = CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT)
+    b.load_state_dict(a.state_dict())
+    history = train_classifier(a, x, y, steps=6, batch_size=8, lr=0.05, milestones=(),
+                               generator=torch.Generator().manual_seed(3), crop_padding=2, flip=True)
+    opt = torch.optim.SGD(b.parameters(), lr=0.05, momentum=0.9, weight_decay=1e-4)
+    g, order, want = torch.Generator().manual_seed(3), [], []
+    b.train()
+    for step in range(6):
+        epoch, k = divmod(step, len(x) // 8)
+        while len(order) <= epoch:
+            order.append(torch.randperm(len(x), generator=g))
+        i = order[epoch][k * 8:(k + 1) * 8]
+        loss = F.cross_entropy(b(augment(x[i], g, padding=2, flip=True)), y[i])
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        want.append(loss.item())
+    torch.testing.assert_close(torch.tensor(history.losses, dtype=DT), torch.tensor(want, dtype=DT),
+                               rtol=1e-9, atol=1e-9)
+    plain = train_classifier(CifarResNet(8, widths=(2, 2, 3), num_classes=3).to(DT), x, y, steps=6, batch_size=8,
+                             lr=0.05, milestones=(), generator=torch.Generator().manual_seed(3))
+    assert plain.losses != history.losses
+
+
 def test_train_classifier_stop_after_replays_the_start_of_a_run():
     x, y = toy_problem()
     runs = []
@@ -736,6 +811,9 @@ def test_train_classifier_stop_after_replays_the_start_of_a_run():
         (dict(milestones=(0.5, 1.5)), ValueError, "milestones"),
         (dict(warmup_error=1.5), ValueError, "warmup_error"),
         (dict(stop_after=0), ValueError, "stop_after"),
+        (dict(crop_padding=-1), ValueError, "crop_padding"),
+        (dict(crop_padding=1.0), TypeError, "crop_padding"),
+        (dict(flip=1), TypeError, "flip"),
     ],
 )
 def test_train_classifier_rejects_bad_arguments_naming_them(kwargs, exc, name):
