@@ -104,18 +104,25 @@ def answer_logits(model: nn.Module, tokens: torch.Tensor) -> torch.Tensor:
 
 def train_kv_retrieval(model: nn.Module, n_pairs: int, n_keys: int, n_values: int, *, steps: int = 1000,
                        batch_size: int = 64, lr: float = 1e-3, target_accuracy: float | None = None,
-                       window: int = 50, generator: torch.Generator | None = None) -> tuple[list[float], list[float]]:
+                       window: int = 50, generator: torch.Generator | None = None,
+                       warmup: int = 0) -> tuple[list[float], list[float]]:
     """Train ``model`` on :func:`kv_retrieval` with Adam and cross-entropy on the answer token.
 
     Every step draws a fresh batch with uniform relevant positions. With
     ``target_accuracy`` training stops early, once the mean training accuracy
     over the last ``window`` steps reaches it (a model trained to a moderate
-    accuracy, not saturated). Returns the loss and the training accuracy of
-    every step.
+    accuracy, not saturated). ``warmup > 0`` raises the learning rate
+    linearly over the first ``warmup`` steps, ``lr * min(1, (t + 1) / warmup)``
+    at step ``t``, as transformers are usually trained. Returns the loss and
+    the training accuracy of every step.
     """
     answer_logits(model, torch.zeros(1, 2, dtype=torch.long))  # checks the model
     _checks.positive_int("steps", steps)
     _checks.positive_int("window", window)
+    if isinstance(warmup, bool) or not isinstance(warmup, int):
+        raise TypeError(f"warmup must be an int, got {type(warmup).__name__}")
+    if warmup < 0:
+        raise ValueError(f"warmup must be at least 0, got {warmup}")
     if target_accuracy is not None:
         _checks.probability("target_accuracy", target_accuracy, inclusive_one=True)
     if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not lr > 0:
@@ -125,12 +132,15 @@ def train_kv_retrieval(model: nn.Module, n_pairs: int, n_keys: int, n_values: in
     model.train()
     losses: list[float] = []
     accuracies: list[float] = []
-    for _ in range(steps):
+    for t in range(steps):
         batch = kv_retrieval(n_pairs, n_keys, n_values, batch_size, generator=generator)
         logits = answer_logits(model, batch.tokens)
         loss = F.cross_entropy(logits, batch.answers)
         opt.zero_grad()
         loss.backward()
+        if warmup:
+            for group in opt.param_groups:
+                group["lr"] = lr * min(1, (t + 1) / warmup)
         opt.step()
         losses.append(loss.item())
         accuracies.append((logits.argmax(-1) == batch.answers).float().mean().item())
@@ -157,7 +167,8 @@ class KVRun:
 
 def train_kv_model(seed: int, n_pairs: int, n_keys: int, n_values: int, *, d_model: int = 64, nhead: int = 2,
                    num_layers: int = 2, steps: int = 1500, batch_size: int = 64, lr: float = 1e-3,
-                   target_accuracy: float | None = 0.5, window: int = 25, stop_after: int | None = None) -> KVRun:
+                   target_accuracy: float | None = 0.5, window: int = 25, stop_after: int | None = None,
+                   warmup: int = 0) -> KVRun:
     """Seed everything with ``seed``, build a pre-norm :class:`~papers30.transformer.TransformerLM` (no
     dropout, feed-forward width ``2 * d_model``) and train it with :func:`train_kv_retrieval`.
 
@@ -180,7 +191,7 @@ def train_kv_model(seed: int, n_pairs: int, n_keys: int, n_values: int, *, d_mod
     run_steps = steps if stop_after is None else min(_checks.positive_int("steps", steps), stop_after)
     losses, accuracies = train_kv_retrieval(model, n_pairs, n_keys, n_values, steps=run_steps,
                                             batch_size=batch_size, lr=lr, target_accuracy=target_accuracy,
-                                            window=window, generator=g)
+                                            window=window, generator=g, warmup=warmup)
     return KVRun(model, losses, accuracies, g)
 
 

@@ -165,6 +165,52 @@ def test_bad_inputs():
         position_accuracy(torch.ones(2, dtype=torch.bool), torch.tensor([0, 3]), 3)
 
 
+def test_warmup_equals_torch_lambdalr_and_zero_changes_nothing():
+    """Reference: a hand-written Adam loop scheduled by torch's LambdaLR, lr * min(1, (t + 1) / warmup)."""
+    import copy
+
+    import torch.nn.functional as F
+
+    from papers30.context import answer_logits
+
+    def reference(model, warmup, steps, seed):
+        g = torch.Generator().manual_seed(seed)
+        opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda t: min(1.0, (t + 1) / warmup) if warmup else 1.0)
+        model.train()
+        losses, lrs = [], []
+        for _ in range(steps):
+            batch = kv_retrieval(4, 6, 5, 8, generator=g)
+            loss = F.cross_entropy(answer_logits(model, batch.tokens), batch.answers)
+            opt.zero_grad()
+            loss.backward()
+            lrs.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+            losses.append(loss.item())
+        return losses, lrs
+
+    base = small_model()
+    for warmup in (0, 4):
+        ref_model, model = copy.deepcopy(base), copy.deepcopy(base)
+        ref, lrs = reference(ref_model, warmup, 12, seed=5)
+        got, _ = train_kv_retrieval(model, 4, 6, 5, steps=12, batch_size=8, lr=3e-3, warmup=warmup,
+                                    generator=torch.Generator().manual_seed(5))
+        assert got == pytest.approx(ref, rel=1e-6, abs=1e-7)
+        for p, q in zip(model.parameters(), ref_model.parameters()):
+            assert torch.allclose(p, q, atol=1e-6)
+    assert lrs[:4] == pytest.approx([7.5e-4, 1.5e-3, 2.25e-3, 3e-3]) and lrs[4:] == pytest.approx([3e-3] * 8)
+    slow, _ = train_kv_retrieval(copy.deepcopy(base), 4, 6, 5, steps=12, batch_size=8, lr=3e-3, warmup=4,
+                                 generator=torch.Generator().manual_seed(5))
+    plain, _ = train_kv_retrieval(copy.deepcopy(base), 4, 6, 5, steps=12, batch_size=8, lr=3e-3,
+                                  generator=torch.Generator().manual_seed(5))
+    assert slow[0] == plain[0] and slow[1] != plain[1]  # the same first batch, then a smaller first step
+    with pytest.raises(ValueError, match="warmup"):
+        train_kv_retrieval(small_model(), 4, 6, 5, steps=1, warmup=-1)
+    with pytest.raises(TypeError, match="warmup"):
+        train_kv_retrieval(small_model(), 4, 6, 5, steps=1, warmup=2.0)
+
+
 def test_train_kv_model_is_seeded_and_stops_after():
     from papers30.context import KVRun, train_kv_model
 
@@ -172,5 +218,7 @@ def test_train_kv_model_is_seeded_and_stops_after():
     b = train_kv_model(3, 4, 6, 5, d_model=16, steps=30, target_accuracy=None, stop_after=10)
     assert isinstance(a, KVRun) and len(a.losses) == 30 and len(b.losses) == 10
     assert a.losses[:10] == b.losses  # the same seed replays the same first steps
+    c = train_kv_model(3, 4, 6, 5, d_model=16, steps=30, target_accuracy=None, stop_after=10, warmup=10)
+    assert c.losses[0] == b.losses[0] and c.losses[1:] != b.losses[1:]  # warmup reaches the optimiser
     with pytest.raises(ValueError, match="stop_after"):
         train_kv_model(3, 4, 6, 5, stop_after=0)
